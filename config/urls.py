@@ -1,0 +1,9 @@
+"""Root URL routes: the admin, and everything else from the proxy app."""
+
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("admin/", admin.site.urls),
+    path("", include("proxy.urls")),
+]

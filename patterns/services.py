@@ -1,0 +1,74 @@
+"""Loading the rules: the compiled snapshot every process uses, refreshed when admins edit rules."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import DatabaseError
+
+from patterns.engine import PatternError, Snapshot, build_snapshot
+from patterns.models import AllowedValue, Pattern, SensitiveTerm
+from patterns.store import MappingStoreUnavailable, get_store
+
+logger = logging.getLogger(__name__)
+
+
+class RulesUnavailable(Exception):
+    """The rules could not be loaded or compiled: callers must fail closed."""
+
+
+_lock = threading.Lock()
+_current: Snapshot | None = None
+
+
+def rules_snapshot() -> Snapshot:
+    """The compiled rules, rebuilt when the version token in Redis has moved.
+
+    The snapshot is immutable and swapped by reference, so a request keeps the rules it
+    started with. Raises RulesUnavailable or MappingStoreUnavailable (fail closed).
+    """
+    global _current
+    version = get_store().rules_version()
+    current = _current
+    if current is not None and current.version == version:
+        return current
+    with _lock:
+        if _current is None or _current.version != version:
+            _current = load_snapshot(version)
+        return _current
+
+
+def load_snapshot(version: str = "") -> Snapshot:
+    """Compile the enabled rules from the database."""
+    try:
+        patterns = [p.to_spec() for p in Pattern.objects.filter(enabled=True)]
+        terms = [t.to_spec() for t in SensitiveTerm.objects.filter(enabled=True)]
+        allowed = list(AllowedValue.objects.filter(enabled=True).values_list("value", flat=True))
+    except DatabaseError as exc:
+        logger.error("masking rules could not be read: %s", type(exc).__name__)
+        raise RulesUnavailable("The masking rules could not be loaded.") from None
+    try:
+        snapshot = build_snapshot(patterns, terms, allowed, version=version)
+    except PatternError as exc:
+        # The message names the pattern and the problem, never a value.
+        logger.error("masking rules could not be compiled: %s", exc)
+        raise RulesUnavailable("The masking rules could not be compiled.") from None
+    logger.info(
+        "masking rules loaded: version=%s patterns=%d terms=%d allowed=%d",
+        version,
+        len(snapshot.patterns),
+        len(terms),
+        len(allowed),
+    )
+    return snapshot
+
+
+def rules_changed() -> None:
+    """Bump the rules version so that every process reloads its snapshot."""
+    try:
+        get_store().bump_rules_version()
+    except MappingStoreUnavailable:
+        # Processes cannot serve without Redis either; they reload once it is back only if
+        # the token moved, so say loudly that this change may not have been seen.
+        logger.error("rules changed but the version could not be bumped; re-save to retry")

@@ -1,0 +1,347 @@
+"""The mapping store: placeholders for values, kept in Redis; the only module that talks to Redis.
+
+Security assumptions: originals are stored only as AES-GCM ciphertext bound to their
+namespace, and found by an HMAC of (namespace, value), so a dump of Redis reveals no
+original. Every key carries the namespace (as a Redis Cluster hash tag, so one request's
+keys share a slot) and a TTL refreshed on use. Allocation runs in one Lua script: atomic
+across processes, one round trip however many values a request holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import redis
+import redis.asyncio
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
+_NONCE_BYTES = 12
+
+# ARGV: key base ("<prefix>:mask:{<namespace>}"), ttl, then per value: digest, placeholder
+# prefix, ciphertext, pattern name. Returns one placeholder per value, in order.
+_ALLOCATE_LUA = """
+local base = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local placeholders = {}
+local prefixes = {}
+for i = 3, #ARGV, 4 do
+  local value_key = base .. ':v:' .. ARGV[i]
+  local placeholder = redis.call('GET', value_key)
+  if placeholder then
+    redis.call('EXPIRE', value_key, ttl)
+    local reverse_key = base .. ':p:' .. placeholder
+    if redis.call('EXPIRE', reverse_key, ttl) == 0 then
+      redis.call('SET', reverse_key, ARGV[i + 2], 'EX', ttl)
+    end
+  else
+    local sequence_key = base .. ':seq:' .. ARGV[i + 1]
+    -- SET NX guards against reuse if a counter was ever lost while its mappings lived.
+    repeat
+      placeholder = string.format('%s_%03d', ARGV[i + 1], redis.call('INCR', sequence_key))
+    until redis.call('SET', base .. ':p:' .. placeholder, ARGV[i + 2], 'NX', 'EX', ttl)
+    redis.call('SET', value_key, placeholder, 'EX', ttl)
+    redis.call('HINCRBY', base .. ':count', ARGV[i + 3], 1)
+  end
+  prefixes[ARGV[i + 1]] = true
+  placeholders[#placeholders + 1] = placeholder
+end
+-- Counters live as long as the mappings they numbered.
+for prefix in pairs(prefixes) do
+  redis.call('EXPIRE', base .. ':seq:' .. prefix, ttl)
+end
+redis.call('EXPIRE', base .. ':count', ttl)
+return placeholders
+"""
+
+
+class MappingStoreUnavailable(Exception):
+    """Redis could not be reached or answered in time: callers must fail closed."""
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A value to place: the value, the placeholder prefix to number it under, its rule."""
+
+    value: str
+    prefix: str
+    pattern: str
+
+
+class ValueCipher:
+    """Keyed hashing and authenticated encryption of original values.
+
+    Two independent keys are derived (HKDF-SHA256) from one secret: an HMAC key for the
+    lookup digest and an AES-256-GCM key for the stored original.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("The masking secret must be at least 16 bytes.")
+        self._hmac_key = _derive(secret, b"maskproxy/v1/lookup-hmac")
+        self._aead = AESGCM(_derive(secret, b"maskproxy/v1/value-encryption"))
+
+    def digest(self, namespace: str, value: str) -> str:
+        message = namespace.encode() + b"\x00" + value.encode()
+        return hmac.new(self._hmac_key, message, hashlib.sha256).hexdigest()[:32]
+
+    def encrypt(self, namespace: str, value: str) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, value.encode(), namespace.encode())
+
+    def decrypt(self, namespace: str, blob: bytes) -> str:
+        """The original value; raises ValueError if the blob was not sealed for namespace."""
+        try:
+            plain = self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], namespace.encode())
+        except InvalidTag:
+            raise ValueError("A stored mapping failed authentication.") from None
+        return plain.decode()
+
+
+def _derive(secret: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
+
+def check_namespace(namespace: str) -> None:
+    if not NAMESPACE_RE.match(namespace):
+        raise ValueError(
+            "A namespace is 1-64 characters of letters, digits and _ . : - "
+            "starting with a letter or digit."
+        )
+
+
+class _KeyScheme:
+    def __init__(self, key_prefix: str) -> None:
+        self.key_prefix = key_prefix
+
+    def base(self, namespace: str) -> str:
+        check_namespace(namespace)
+        return f"{self.key_prefix}:mask:{{{namespace}}}"
+
+    def reverse(self, namespace: str, placeholder: str) -> str:
+        return f"{self.base(namespace)}:p:{placeholder}"
+
+    def counts(self, namespace: str) -> str:
+        return f"{self.base(namespace)}:count"
+
+    @property
+    def rules_version(self) -> str:
+        return f"{self.key_prefix}:rules-version"
+
+
+def _allocation_args(
+    keys: _KeyScheme, cipher: ValueCipher, ttl: int, namespace: str, items: Sequence[Allocation]
+) -> list[Any]:
+    args: list[Any] = [keys.base(namespace), ttl]
+    for item in items:
+        args.extend(
+            (
+                cipher.digest(namespace, item.value),
+                item.prefix,
+                cipher.encrypt(namespace, item.value),
+                item.pattern,
+            )
+        )
+    return args
+
+
+def _unique(items: Iterable[Allocation]) -> list[Allocation]:
+    seen: dict[str, Allocation] = {}
+    for item in items:
+        seen.setdefault(item.value, item)
+    return list(seen.values())
+
+
+def _decode(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+class MappingStore:
+    """Synchronous access to the mappings (admin pages, commands, tests)."""
+
+    def __init__(self, client: redis.Redis, cipher: ValueCipher, *, ttl: int, key_prefix: str):
+        self._client = client
+        self._cipher = cipher
+        self._ttl = ttl
+        self._keys = _KeyScheme(key_prefix)
+        self._allocate = client.register_script(_ALLOCATE_LUA)
+
+    def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
+        """value -> placeholder for each value (existing or new), in one round trip."""
+        unique = _unique(items)
+        if not unique:
+            return {}
+        args = _allocation_args(self._keys, self._cipher, self._ttl, namespace, unique)
+        try:
+            placeholders = self._allocate(keys=[], args=args)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return {item.value: _decode(p) for item, p in zip(unique, placeholders, strict=True)}
+
+    def restore(self, namespace: str, placeholders: Iterable[str]) -> dict[str, str]:
+        """Originals of the placeholders this namespace issued (others are absent)."""
+        wanted = sorted(set(placeholders))
+        if not wanted:
+            return {}
+        try:
+            blobs = self._client.mget([self._keys.reverse(namespace, p) for p in wanted])
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return _decrypt_found(self._cipher, namespace, wanted, blobs)
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        """How many distinct values each pattern has placed in this namespace (live)."""
+        try:
+            raw = self._client.hgetall(self._keys.counts(namespace))
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return {_decode(k): int(v) for k, v in raw.items()}
+
+    def rules_version(self) -> str:
+        """The current rules version token, creating one if Redis has none."""
+        try:
+            token = self._client.get(self._keys.rules_version)
+            if token is None:
+                self._client.set(self._keys.rules_version, os.urandom(8).hex(), nx=True)
+                token = self._client.get(self._keys.rules_version)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return _decode(token or b"")
+
+    def bump_rules_version(self) -> str:
+        """Tell every process that the rules changed; returns the new token."""
+        token = os.urandom(8).hex()
+        try:
+            self._client.set(self._keys.rules_version, token)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return token
+
+
+class AsyncMappingStore:
+    """The same store for the async request path (redis.asyncio, a blocking pool)."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, cipher: ValueCipher, *, ttl: int, key_prefix: str
+    ):
+        self._client = client
+        self._cipher = cipher
+        self._ttl = ttl
+        self._keys = _KeyScheme(key_prefix)
+        self._allocate = client.register_script(_ALLOCATE_LUA)
+
+    async def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
+        """value -> placeholder for each value (existing or new), in one round trip."""
+        unique = _unique(items)
+        if not unique:
+            return {}
+        args = _allocation_args(self._keys, self._cipher, self._ttl, namespace, unique)
+        try:
+            placeholders = await self._allocate(keys=[], args=args)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return {item.value: _decode(p) for item, p in zip(unique, placeholders, strict=True)}
+
+    async def restore(self, namespace: str, placeholders: Iterable[str]) -> dict[str, str]:
+        """Originals of the placeholders this namespace issued (others are absent)."""
+        wanted = sorted(set(placeholders))
+        if not wanted:
+            return {}
+        try:
+            blobs = await self._client.mget([self._keys.reverse(namespace, p) for p in wanted])
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return _decrypt_found(self._cipher, namespace, wanted, blobs)
+
+    async def rules_version(self) -> str:
+        """The current rules version token ("" when none was set yet)."""
+        try:
+            token = await self._client.get(self._keys.rules_version)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return _decode(token or b"")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _decrypt_found(
+    cipher: ValueCipher, namespace: str, wanted: Sequence[str], blobs: Sequence[Any]
+) -> dict[str, str]:
+    found = {}
+    for placeholder, blob in zip(wanted, blobs, strict=True):
+        if blob is not None:
+            found[placeholder] = cipher.decrypt(namespace, blob)
+    return found
+
+
+def _unavailable(exc: redis.RedisError) -> MappingStoreUnavailable:
+    # The class name is enough for operators; Redis error texts can quote arguments.
+    logger.error("mapping store unavailable: %s", type(exc).__name__)
+    return MappingStoreUnavailable("The mapping store (Redis) is unavailable.")
+
+
+# --- wiring from Django settings -------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from django.conf import settings
+
+    return settings
+
+
+def cipher_from_settings() -> ValueCipher:
+    settings = _settings()
+    secret = settings.MASKING_KEY or settings.SECRET_KEY
+    return ValueCipher(secret.encode() if isinstance(secret, str) else secret)
+
+
+@cache
+def get_store(alias: str = "default") -> MappingStore:
+    """The process-wide synchronous store, on the connection django-redis configured."""
+    from django_redis import get_redis_connection
+
+    settings = _settings()
+    return MappingStore(
+        get_redis_connection(alias),
+        cipher_from_settings(),
+        ttl=settings.MAPPING_TTL_SECONDS,
+        key_prefix=settings.CACHES[alias].get("KEY_PREFIX", ""),
+    )
+
+
+def build_async_store(alias: str = "default", *, max_connections: int = 64) -> AsyncMappingStore:
+    """A store on a redis.asyncio client built from the same CACHES entry as django-redis.
+
+    One per event loop: redis.asyncio connections belong to the loop that opened them.
+    """
+    settings = _settings()
+    config: Mapping[str, Any] = settings.CACHES[alias]
+    options = config.get("OPTIONS", {})
+    timeout = options.get("SOCKET_TIMEOUT")
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        config["LOCATION"],
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT", timeout),
+    )
+    return AsyncMappingStore(
+        redis.asyncio.Redis.from_pool(pool),  # the client owns the pool: aclose() closes both
+        cipher_from_settings(),
+        ttl=settings.MAPPING_TTL_SECONDS,
+        key_prefix=config.get("KEY_PREFIX", ""),
+    )

@@ -1,0 +1,28 @@
+"""Settings for the test suite: config.settings with test-only secrets and own Redis keys."""
+
+import os
+from uuid import uuid4
+
+# Test-only values, used unless the environment already has a key.
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-deployed")
+os.environ.setdefault("MASKING_KEY", "test-only-masking-key-never-deployed")
+
+from config.settings import *  # noqa: F403
+from config.settings import CACHES
+
+# The test Redis may be shared with other users: each run writes under its own key prefix,
+# and tests delete only their own keys, never flush a database. Kept in the environment so
+# that processes a test starts share it.
+CACHES["default"]["KEY_PREFIX"] = os.environ.setdefault(
+    "TEST_REDIS_KEY_PREFIX", f"maskproxy-test-{os.getpid()}-{uuid4().hex[:8]}"
+)
+
+# A fast hasher: the tests create users, they do not test password storage.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not memory: some tests start other processes that must see the test database.
+    (BASE_DIR / ".run").mkdir(exist_ok=True)  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(BASE_DIR / ".run" / f"{CACHES['default']['KEY_PREFIX']}.sqlite3")  # noqa: F405
+    }

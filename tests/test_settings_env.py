@@ -1,0 +1,186 @@
+"""Tests of the environment readers in config/env.py (no database, no Redis)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+
+VAR = "MASKPROXY_TEST_VARIABLE"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(VAR, raising=False)
+    monkeypatch.delenv(f"{VAR}_FILE", raising=False)
+
+
+def test_str_returns_value_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env_str(VAR, "fallback") == "fallback"
+    monkeypatch.setenv(VAR, "  value  ")
+    assert env_str(VAR, "fallback") == "value"
+
+
+def test_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(VAR, "  ")
+    assert env_str(VAR, "fallback") == "fallback"
+    assert env_bool(VAR, True) is True
+    assert env_int(VAR, 7) == 7
+    assert env_list(VAR, ["a"]) == ["a"]
+    assert env_secret(VAR) is None
+
+
+@pytest.mark.parametrize("raw", ["true", "TRUE", "1", "yes", "Yes", "on", " On "])
+def test_bool_true_spellings(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv(VAR, raw)
+    assert env_bool(VAR, False) is True
+
+
+@pytest.mark.parametrize("raw", ["false", "False", "0", "no", "NO", "off", "Off"])
+def test_bool_false_spellings(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv(VAR, raw)
+    assert env_bool(VAR, True) is False
+
+
+def test_bool_default_when_unset() -> None:
+    assert env_bool(VAR, True) is True
+    assert env_bool(VAR, False) is False
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "tru", "y"])
+def test_bool_rejects_other_values_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv(VAR, raw)
+    with pytest.raises(ImproperlyConfigured, match=VAR):
+        env_bool(VAR, False)
+
+
+def test_int_parses_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env_int(VAR, 604800) == 604800
+    monkeypatch.setenv(VAR, "3600")
+    assert env_int(VAR, 604800) == 3600
+
+
+def test_int_accepts_the_minimum_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(VAR, "60")
+    assert env_int(VAR, 604800, minimum=60) == 60
+
+
+def test_int_below_minimum_is_rejected_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(VAR, "59")
+    with pytest.raises(ImproperlyConfigured, match=rf"{VAR} must be at least 60"):
+        env_int(VAR, 604800, minimum=60)
+
+
+@pytest.mark.parametrize("raw", ["ten", "1.5", "1e3", "0x10"])
+def test_int_rejects_non_integers_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv(VAR, raw)
+    with pytest.raises(ImproperlyConfigured, match=VAR):
+        env_int(VAR, 1)
+
+
+def test_float_parses_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env_float(VAR, 2.0) == 2.0
+    monkeypatch.setenv(VAR, "0.5")
+    assert env_float(VAR, 2.0, minimum=0.1) == 0.5
+
+
+@pytest.mark.parametrize("raw", ["fast", "nan", "inf", "0.01"])
+def test_float_rejects_bad_values_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv(VAR, raw)
+    with pytest.raises(ImproperlyConfigured, match=VAR):
+        env_float(VAR, 2.0, minimum=0.1)
+
+
+def test_list_splits_on_commas_and_drops_empty_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env_list(VAR, ["localhost"]) == ["localhost"]
+    monkeypatch.setenv(VAR, " example.com, ,[::1],127.0.0.1 ,")
+    assert env_list(VAR, ["localhost"]) == ["example.com", "[::1]", "127.0.0.1"]
+
+
+def test_list_default_is_copied() -> None:
+    default = ["localhost"]
+    result = env_list(VAR, default)
+    result.append("changed")
+    assert default == ["localhost"]
+
+
+def test_secret_is_none_when_neither_variable_is_set() -> None:
+    assert env_secret(VAR) is None
+
+
+def test_secret_reads_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(VAR, "s3cret")
+    assert env_secret(VAR) == "s3cret"
+
+
+def test_secret_reads_the_file_stripped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n", encoding="utf-8")
+    monkeypatch.setenv(f"{VAR}_FILE", str(secret_file))
+    assert env_secret(VAR) == "from-a-file"
+
+
+def test_secret_variable_wins_over_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file", encoding="utf-8")
+    monkeypatch.setenv(VAR, "from-the-environment")
+    monkeypatch.setenv(f"{VAR}_FILE", str(secret_file))
+    assert env_secret(VAR) == "from-the-environment"
+
+
+def test_secret_missing_file_is_rejected_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(f"{VAR}_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ImproperlyConfigured, match=f"{VAR}_FILE"):
+        env_secret(VAR)
+
+
+def test_secret_empty_file_is_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(" \n", encoding="utf-8")
+    monkeypatch.setenv(f"{VAR}_FILE", str(secret_file))
+    with pytest.raises(ImproperlyConfigured, match=rf"{VAR}_FILE: .* is empty"):
+        env_secret(VAR)
+
+
+def _import_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """Import config.settings in a fresh interpreter with no settings variables but overrides."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DJANGO_DEBUG", "SECRET_KEY", "SECRET_KEY_FILE"}
+    }
+    env.update(overrides)
+    return subprocess.run(
+        [sys.executable, "-c", "import config.settings"],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_settings_refuse_to_load_without_secret_key_when_debug_is_off() -> None:
+    result = _import_settings()
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set when DJANGO_DEBUG is off" in result.stderr
+
+
+def test_settings_load_without_secret_key_in_debug() -> None:
+    result = _import_settings(DJANGO_DEBUG="true")
+    assert result.returncode == 0, result.stderr
