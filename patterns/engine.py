@@ -14,7 +14,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import re2
@@ -193,6 +193,9 @@ class TermSpec:
     case_sensitive: bool = False
 
 
+_ANY_TERM = TermSpec(term="", prefix="TERM")
+
+
 @dataclass(frozen=True)
 class Finding:
     """A sensitive value found in a text: where, what, and which rule found it."""
@@ -228,10 +231,17 @@ class _CompiledTerms:
     case_sensitive: bool
 
 
+def _compile_for_bytes(regex: str, *, case_sensitive: bool = True) -> Any:
+    # Scans run on the UTF-8 bytes of a text: the RE2 bindings would otherwise encode the
+    # whole text again for every pattern. In UTF-8 mode RE2 still matches whole characters.
+    return re2.compile(regex.encode(), _re2_options(case_sensitive=case_sensitive))
+
+
 def compile_pattern(spec: PatternSpec) -> _CompiledPattern:
     """Compile one rule, raising PatternError with a message an admin can act on."""
     check_prefix(spec.prefix)
-    regex = compile_regex(spec.regex)
+    compile_regex(spec.regex)
+    regex = _compile_for_bytes(spec.regex)
     validator = None
     if spec.validator:
         try:
@@ -246,7 +256,7 @@ def compile_pattern(spec: PatternSpec) -> _CompiledPattern:
         if spec.context_regex:
             compile_regex(spec.context_regex)  # for its error message
             parts.append(f"(?:{spec.context_regex})")
-        context = re2.compile("|".join(p for p in parts if p != "(?i:)"), _re2_options())
+        context = _compile_for_bytes("|".join(p for p in parts if p != "(?i:)"))
     return _CompiledPattern(spec=spec, regex=regex, context=context, validator=validator)
 
 
@@ -261,7 +271,7 @@ def _compile_terms(terms: Iterable[TermSpec], *, case_sensitive: bool) -> _Compi
         return None
     # Longest first, so that RE2's leftmost-first choice prefers "prod-db-main" to "prod-db".
     alternation = "|".join(re2.escape(t) for t in sorted(specs, key=len, reverse=True))
-    regex = re2.compile(alternation, _re2_options(case_sensitive=case_sensitive))
+    regex = _compile_for_bytes(alternation, case_sensitive=case_sensitive)
     return _CompiledTerms(regex=regex, specs=specs, case_sensitive=case_sensitive)
 
 
@@ -272,12 +282,36 @@ def _is_ascii_word(text: str, index: int) -> bool:
     return 0 <= index < len(text) and text[index] in ASCII_WORD_CHARS
 
 
-def _at_boundaries(text: str, start: int, end: int) -> bool:
-    # A match must not be part of a longer ASCII identifier; a non-ASCII letter next to it
-    # (a Korean particle, say) is a boundary.
-    if text[start] in ASCII_WORD_CHARS and _is_ascii_word(text, start - 1):
-        return False
-    return not (text[end - 1] in ASCII_WORD_CHARS and _is_ascii_word(text, end))
+_ASCII_WORD_BYTES = frozenset(ord(ch) for ch in ASCII_WORD_CHARS)
+# Lone surrogates (JSON's "\ud800") must not crash a scan; they match nothing.
+_ENCODING_ERRORS = "surrogatepass"
+
+
+@dataclass(frozen=True)
+class _Subject:
+    """A text being scanned, as UTF-8 bytes; spans are byte offsets until the end."""
+
+    data: bytes
+    ascii: bool  # byte offsets are character offsets
+
+    def value(self, start: int, end: int) -> str:
+        return self.data[start:end].decode("utf-8", _ENCODING_ERRORS)
+
+    def gap(self, start: int, end: int) -> int:
+        """Characters between two byte offsets."""
+        return end - start if self.ascii else len(self.value(start, end))
+
+    def at_boundaries(self, start: int, end: int) -> bool:
+        # A match must not be part of a longer ASCII identifier; a non-ASCII letter next
+        # to it (a Korean particle, say) is a boundary: its UTF-8 bytes are all >= 0x80.
+        data = self.data
+        if data[start] in _ASCII_WORD_BYTES and start > 0 and data[start - 1] in _ASCII_WORD_BYTES:
+            return False
+        return not (
+            data[end - 1] in _ASCII_WORD_BYTES
+            and end < len(data)
+            and data[end] in _ASCII_WORD_BYTES
+        )
 
 
 @dataclass(frozen=True)
@@ -298,12 +332,15 @@ class Snapshot:
         """
         if not text:
             return ()
+        data = text.encode("utf-8", _ENCODING_ERRORS)
+        subject = _Subject(data=data, ascii=len(data) == len(text))
         candidates: list[Finding] = []
         for compiled in self.patterns:
-            candidates.extend(self._find_pattern(compiled, text))
+            candidates.extend(self._find_pattern(compiled, subject))
         for terms in self.terms:
-            candidates.extend(self._find_terms(terms, text))
-        return _resolve_overlaps(candidates)
+            candidates.extend(self._find_terms(terms, subject))
+        resolved = _resolve_overlaps(candidates)
+        return resolved if subject.ascii else _to_character_offsets(subject, resolved)
 
     def mask(
         self, text: str, allocate: Callable[[Sequence[Finding]], Mapping[str, str]]
@@ -316,52 +353,66 @@ class Snapshot:
             text=replace_findings(text, findings, allocate(findings)), findings=findings
         )
 
-    def _find_pattern(self, compiled: _CompiledPattern, text: str) -> Iterator[Finding]:
+    def _find_pattern(self, compiled: _CompiledPattern, subject: _Subject) -> Iterator[Finding]:
         spec = compiled.spec
-        for start, end in self._spans(compiled, text):
-            if end == start or not _at_boundaries(text, start, end):
+        for start, end in self._spans(compiled, subject):
+            if end == start or not subject.at_boundaries(start, end):
                 continue
-            value = text[start:end]
+            value = subject.value(start, end)
             if value in self.allowed:
                 continue
             if compiled.validator is not None and not compiled.validator(value):
                 continue
             yield Finding(start, end, value, spec.name, spec.prefix, spec.priority)
 
-    def _spans(self, compiled: _CompiledPattern, text: str) -> Iterator[tuple[int, int]]:
+    def _spans(self, compiled: _CompiledPattern, subject: _Subject) -> Iterator[tuple[int, int]]:
+        data = subject.data
         if compiled.context is None:
-            for match in compiled.regex.finditer(text):
+            for match in compiled.regex.finditer(data):
                 yield match.span()
             return
-        keywords = [m.span() for m in compiled.context.finditer(text)]
+        keywords = [m.span() for m in compiled.context.finditer(data)]
         if not keywords:
             return
         window = compiled.spec.context_window
-        length = len(text)
-        for low, high in _merged_windows(keywords, window + MAX_CONTEXT_VALUE_LENGTH, length):
-            # Scan a slice: the RE2 bindings encode the whole subject on every call, so
-            # scanning the full text once per window would be quadratic.
-            endpos = min(length, high + MAX_CONTEXT_VALUE_LENGTH)
-            for match in compiled.regex.finditer(text[low:endpos]):
+        # Up to four bytes a character: scan far enough for the window in characters.
+        scale = 1 if subject.ascii else 4
+        reach = scale * (window + MAX_CONTEXT_VALUE_LENGTH)
+        length = len(data)
+        for low, high in _merged_windows(keywords, reach, length):
+            # Scan a slice, not the whole text once per window, which would be quadratic.
+            endpos = min(length, high + scale * MAX_CONTEXT_VALUE_LENGTH)
+            for match in compiled.regex.finditer(data[low:endpos]):
                 start, end = match.start() + low, match.end() + low
                 if start >= high:
                     break
                 if end == endpos < length:
                     # Cut by the slice's end: match again, anchored, on the rest of the text.
-                    end = start + compiled.regex.match(text[start:]).end()
-                if _near_keyword(keywords, start, end, window):
+                    end = start + compiled.regex.match(data[start:]).end()
+                if _near_keyword(subject, keywords, start, end, window):
                     yield start, end
 
-    def _find_terms(self, terms: _CompiledTerms, text: str) -> Iterator[Finding]:
-        for match in terms.regex.finditer(text):
+    def _find_terms(self, terms: _CompiledTerms, subject: _Subject) -> Iterator[Finding]:
+        for match in terms.regex.finditer(subject.data):
             start, end = match.span()
-            if not _at_boundaries(text, start, end):
+            if not subject.at_boundaries(start, end):
                 continue
-            value = text[start:end]
+            value = subject.value(start, end)
             if value in self.allowed:
                 continue
-            spec = terms.specs[value if terms.case_sensitive else value.lower()]
+            # RE2's case folding can differ from str.lower() on rare letters: still mask.
+            spec = terms.specs.get(value if terms.case_sensitive else value.lower(), _ANY_TERM)
             yield Finding(start, end, value, SENSITIVE_TERM_PATTERN, spec.prefix, 0)
+
+
+def _to_character_offsets(subject: _Subject, findings: Sequence[Finding]) -> tuple[Finding, ...]:
+    converted = []
+    byte_position = char_position = 0
+    for finding in findings:
+        start = char_position + subject.gap(byte_position, finding.start)
+        char_position, byte_position = start + len(finding.value), finding.end
+        converted.append(replace(finding, start=start, end=char_position))
+    return tuple(converted)
 
 
 def _merged_windows(
@@ -378,20 +429,23 @@ def _merged_windows(
     yield low, high
 
 
-def _near_keyword(keywords: Sequence[tuple[int, int]], start: int, end: int, window: int) -> bool:
-    # keywords are sorted by start; look at the ones that could be within reach.
-    index = bisect.bisect_left(keywords, (start - window - MAX_CONTEXT_VALUE_LENGTH, 0))
+def _near_keyword(
+    subject: _Subject, keywords: Sequence[tuple[int, int]], start: int, end: int, window: int
+) -> bool:
+    """Whether a keyword lies within `window` characters of the value (or overlaps it)."""
+    reach = window if subject.ascii else 4 * window
+    index = bisect.bisect_left(keywords, (start - reach - MAX_CONTEXT_VALUE_LENGTH * 4, 0))
     for kw_start, kw_end in keywords[index:]:
-        if kw_start > end + window:
+        if kw_start > end + reach:
             return False
         if kw_end <= start:
-            if start - kw_end <= window:
-                return True
+            gap = (kw_end, start)
         elif kw_start >= end:
-            if kw_start - end <= window:
-                return True
+            gap = (end, kw_start)
         else:
             return True  # the keyword overlaps the value ("my-logs-bucket")
+        if gap[1] - gap[0] <= window or subject.gap(*gap) <= window:
+            return True
     return False
 
 
@@ -417,7 +471,7 @@ def _settle_cluster(cluster: list[Finding]) -> list[Finding]:
     if len(cluster) == 1:
         return cluster
     chosen: list[Finding] = []
-    for finding in sorted(cluster, key=lambda f: (f.start - f.end, f.priority, f.pattern, f.start)):
+    for finding in sorted(cluster, key=lambda f: (-len(f.value), f.priority, f.pattern, f.start)):
         if all(finding.end <= c.start or finding.start >= c.end for c in chosen):
             chosen.append(finding)
     chosen.sort(key=lambda f: f.start)

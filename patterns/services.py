@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from django.db import DatabaseError
 
-from patterns.engine import PatternError, Snapshot, build_snapshot
+from patterns.engine import Finding, PatternError, Snapshot, build_snapshot, replace_findings
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
-from patterns.store import MappingStoreUnavailable, get_store
+from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +75,46 @@ def rules_changed() -> None:
         # Processes cannot serve without Redis either; they reload once it is back only if
         # the token moved, so say loudly that this change may not have been seen.
         logger.error("rules changed but the version could not be bumped; re-save to retry")
+
+
+@dataclass(frozen=True)
+class MaskedTexts:
+    """Texts with their values replaced, what restores them, and how many were masked."""
+
+    texts: tuple[str, ...]
+    restore: Mapping[str, str]  # placeholder -> original, only for values in these texts
+    counts: Mapping[str, int]  # pattern name -> occurrences masked
+
+
+def _findings(snapshot: Snapshot, texts: Sequence[str]) -> list[tuple[Finding, ...]]:
+    return [snapshot.find(text) for text in texts]
+
+
+def _allocations(found: Sequence[tuple[Finding, ...]]) -> list[Allocation]:
+    return [Allocation(f.value, f.prefix, f.pattern) for findings in found for f in findings]
+
+
+def _masked(
+    texts: Sequence[str], found: Sequence[tuple[Finding, ...]], placeholders: Mapping[str, str]
+) -> MaskedTexts:
+    return MaskedTexts(
+        texts=tuple(
+            replace_findings(t, f, placeholders) for t, f in zip(texts, found, strict=True)
+        ),
+        restore={placeholder: value for value, placeholder in placeholders.items()},
+        counts=Counter(f.pattern for findings in found for f in findings),
+    )
+
+
+def mask_texts(*, namespace: str, texts: Sequence[str]) -> MaskedTexts:
+    """Mask every text with the current rules, placing all values in one store round trip."""
+    found = _findings(rules_snapshot(), texts)
+    return _masked(texts, found, get_store().allocate(namespace, _allocations(found)))
+
+
+async def amask_texts(
+    *, namespace: str, texts: Sequence[str], snapshot: Snapshot, store: AsyncMappingStore
+) -> MaskedTexts:
+    """mask_texts for the async request path, with the snapshot and store it already holds."""
+    found = _findings(snapshot, texts)
+    return _masked(texts, found, await store.allocate(namespace, _allocations(found)))

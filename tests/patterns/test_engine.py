@@ -100,6 +100,21 @@ class TestFinding:
         value = "tok_" + "q" * 300
         assert mask(f"token {value}", spec)[0] == "token TOKEN_001"
 
+    def test_context_window_counts_characters_not_bytes(self) -> None:
+        # 18 Korean characters are 54 UTF-8 bytes: still within a 20-character window.
+        text = "계정" + "가" * 18 + "123456789012"
+        assert mask(text)[0] == "계정" + "가" * 18 + "AWS_ACCOUNT_001"
+        assert mask("계정" + "가" * 21 + "123456789012")[0].endswith("123456789012")
+
+    def test_offsets_are_characters_in_non_ascii_text(self) -> None:
+        text = "😀 인스턴스 i-0123456789abcdef0 와 vpc-12345678"
+        findings = build_snapshot([EC2, VPC]).find(text)
+        assert [text[f.start : f.end] for f in findings] == [f.value for f in findings]
+        assert [f.value for f in findings] == ["i-0123456789abcdef0", "vpc-12345678"]
+
+    def test_lone_surrogates_do_not_break_a_scan(self) -> None:
+        assert mask("\ud800 i-12345678 \udfff")[0] == "\ud800 AWS_EC2_001 \udfff"
+
     def test_allowed_value_is_never_masked(self) -> None:
         masked, _ = mask("i-00000000 i-11111111", allowed=["i-00000000"])
         assert masked == "i-00000000 AWS_EC2_001"

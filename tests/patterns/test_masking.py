@@ -1,0 +1,86 @@
+"""Masking through the seeded library and the real Redis store, as the proxy will use it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from patterns import services
+from patterns.engine import unmask
+from patterns.services import amask_texts, mask_texts, rules_snapshot
+from patterns.store import build_async_store, get_store
+
+pytestmark = pytest.mark.django_db
+
+SPEC_EXAMPLE = """인프라 분석:
+- EC2: i-1234567890abcdef0, i-abcdef1234567890a
+- VPC: vpc-12345678
+- IAM: AKIA1234567890ABCDEF, AKIA9876543210FEDCBA
+- S3: company-data-bucket, backup-logs-bucket
+"""
+SPEC_VALUES = (
+    "i-1234567890abcdef0",
+    "i-abcdef1234567890a",
+    "vpc-12345678",
+    "AKIA1234567890ABCDEF",
+    "AKIA9876543210FEDCBA",
+    "company-data-bucket",
+    "backup-logs-bucket",
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rules() -> Iterator[None]:
+    services._current = None
+    get_store.cache_clear()
+    yield
+    services._current = None
+
+
+def test_spec_example_is_masked_restored_and_stable(namespace: str) -> None:
+    first = mask_texts(namespace=namespace, texts=[SPEC_EXAMPLE])
+    masked = first.texts[0]
+    for value in SPEC_VALUES:
+        assert value not in masked
+    assert len(first.restore) == len(SPEC_VALUES)
+    assert unmask(masked, first.restore) == SPEC_EXAMPLE
+    placeholder_of = {value: placeholder for placeholder, value in first.restore.items()}
+    later = mask_texts(namespace=namespace, texts=["다시: i-abcdef1234567890a, vpc-12345678"])
+    expected = f"다시: {placeholder_of['i-abcdef1234567890a']}, {placeholder_of['vpc-12345678']}"
+    assert later.texts == (expected,)
+
+
+def test_texts_of_one_request_share_placeholders(namespace: str) -> None:
+    result = mask_texts(
+        namespace=namespace, texts=["system: vpc-12345678", "user: vpc-12345678 and sg-12345678"]
+    )
+    assert result.texts == ("system: AWS_VPC_001", "user: AWS_VPC_001 and AWS_SG_001")
+    assert result.counts == {"aws_vpc_id": 2, "aws_security_group_id": 1}
+
+
+def test_async_masking_matches_sync_masking(namespace: str) -> None:
+    expected = mask_texts(namespace=namespace, texts=[SPEC_EXAMPLE])
+    snapshot = rules_snapshot()
+
+    async def run() -> tuple[str, ...]:
+        store = build_async_store()
+        try:
+            result = await amask_texts(
+                namespace=namespace, texts=[SPEC_EXAMPLE], snapshot=snapshot, store=store
+            )
+        finally:
+            await store.aclose()
+        return result.texts
+
+    assert asyncio.run(run()) == expected.texts
+
+
+def test_no_value_reaches_the_logs(namespace: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    result = mask_texts(namespace=namespace, texts=[SPEC_EXAMPLE])
+    unmask(result.texts[0], result.restore)
+    for value in SPEC_VALUES:
+        assert value not in caplog.text
