@@ -137,8 +137,21 @@ CSRF_COOKIE_SECURE = SECURE_COOKIES
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "proxy.errors.exception_handler",
 }
+
+# The proxy and its provider. Secrets come from the environment or NAME_FILE only.
+ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
+LITELLM_MASTER_KEY = env_secret("LITELLM_MASTER_KEY")
+PROXY_UPSTREAM_BASE_URL = env_str("PROXY_UPSTREAM_BASE_URL", "https://api.anthropic.com")
+PROXY_UPSTREAM_TIMEOUT = env_float("PROXY_UPSTREAM_TIMEOUT", 600.0, minimum=1.0)
+PROXY_UPSTREAM_CONNECT_TIMEOUT = env_float("PROXY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# Anthropic accepts request bodies up to 32 MB; larger ones get a 413 here.
+PROXY_MAX_BODY_BYTES = env_int("PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -161,5 +174,8 @@ LOGGING = {
         "proxy": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         # LiteLLM's INFO and DEBUG messages describe each request; DEBUG ones include contents.
         "LiteLLM": {"level": "WARNING"},
+        # Its pass-through logger reports failed cost look-ups for every unpriced model name.
+        "LiteLLM Proxy": {"level": "CRITICAL"},
+        "LiteLLM Router": {"level": "WARNING"},
     },
 }

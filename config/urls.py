@@ -7,3 +7,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("", include("proxy.urls")),
 ]
+
+# Anthropic-shaped errors for unknown routes and unexpected failures.
+handler404 = "proxy.errors.not_found"
+handler500 = "proxy.errors.server_error"

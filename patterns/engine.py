@@ -626,9 +626,16 @@ def unmask(text: str, restore: Mapping[str, str], *, json_mode: bool = False) ->
     Security assumption: restore holds only placeholders issued for values the caller sent;
     any other placeholder-shaped string is left as it is.
     """
+    return unmask_counted(text, restore, json_mode=json_mode)[0]
+
+
+def unmask_counted(
+    text: str, restore: Mapping[str, str], *, json_mode: bool = False
+) -> tuple[str, int]:
+    """unmask(), and how many placeholders it restored."""
     if not restore or not text:
-        return text
-    return _restore_tokens(text, 0, restore, json_mode)[0]
+        return text, 0
+    return _restore_tokens(text, 0, restore, json_mode)
 
 
 class StreamUnmasker:

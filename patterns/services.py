@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
 from patterns.engine import Finding, PatternError, Snapshot, build_snapshot, replace_findings
@@ -42,6 +43,18 @@ def rules_snapshot() -> Snapshot:
         return _current
 
 
+async def arules_snapshot(store: AsyncMappingStore) -> Snapshot:
+    """rules_snapshot for the async path: the version check on the request's own store."""
+    global _current
+    version = await store.rules_version()
+    current = _current
+    if current is not None and current.version == version:
+        return current
+    snapshot = await sync_to_async(load_snapshot)(version)
+    _current = snapshot
+    return snapshot
+
+
 def load_snapshot(version: str = "") -> Snapshot:
     """Compile the enabled rules from the database."""
     try:
@@ -51,6 +64,10 @@ def load_snapshot(version: str = "") -> Snapshot:
     except DatabaseError as exc:
         logger.error("masking rules could not be read: %s", type(exc).__name__)
         raise RulesUnavailable("The masking rules could not be loaded.") from None
+    if not patterns and not terms:
+        # A masking proxy with nothing to mask is misconfigured, not permissive.
+        logger.error("no masking rule is enabled; refusing to serve")
+        raise RulesUnavailable("No masking rule is enabled.")
     try:
         snapshot = build_snapshot(patterns, terms, allowed, version=version)
     except PatternError as exc:

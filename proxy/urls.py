@@ -1,6 +1,10 @@
-"""URL routes of the proxy app."""
+"""Routes of the Messages API."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-# The Messages API routes arrive with the /v1/messages work.
-urlpatterns: list[URLPattern | URLResolver] = []
+from proxy.views import CountTokensView, MessagesView
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("v1/messages", MessagesView.as_view(), name="messages"),
+    path("v1/messages/count_tokens", CountTokensView.as_view(), name="count-tokens"),
+]

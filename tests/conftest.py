@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
+from django.apps import apps as django_apps
 from django.conf import settings
 
+from patterns.models import Pattern
 from patterns.store import MappingStore, cipher_from_settings
 
 
@@ -33,6 +36,14 @@ def redis_client() -> Iterator[redis.Redis]:
     for key in client.scan_iter(match=f"{_key_prefix()}:*", count=1000):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def seeded_rules(transactional_db: None) -> None:
+    """The default library, put back if an earlier transactional test flushed it."""
+    if not Pattern.objects.exists():
+        seed = importlib.import_module("patterns.migrations.0002_seed_default_library").seed
+        seed(django_apps, None)
 
 
 @pytest.fixture

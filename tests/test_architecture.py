@@ -14,7 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_IN_PURE_CORE = ("django", "redis", "litellm", "rest_framework", "cryptography")
 
 
-@pytest.mark.parametrize("module", ["patterns.engine", "patterns.library"])
+@pytest.mark.parametrize(
+    "module",
+    ["patterns.engine", "patterns.library", "proxy.keys", "proxy.masking", "proxy.streaming"],
+)
 def test_pure_modules_load_no_framework_or_service_client(module: str) -> None:
     code = (
         f"import json, sys; import {module}; "

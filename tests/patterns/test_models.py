@@ -74,3 +74,11 @@ def test_rules_fail_closed_when_redis_is_unreachable(closed_port: int) -> None:
     get_store.cache_clear()
     with override_settings(CACHES=caches), pytest.raises(MappingStoreUnavailable):
         rules_snapshot()
+
+
+def test_no_enabled_rule_at_all_fails_closed() -> None:
+    Pattern.objects.update(enabled=False)
+    with pytest.raises(RulesUnavailable, match="No masking rule"):
+        load_snapshot()
+    SensitiveTerm.objects.create(term="falcon")
+    assert load_snapshot().patterns == ()

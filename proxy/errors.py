@@ -1,0 +1,147 @@
+"""One error hierarchy and one handler: every failure reaches clients in Anthropic's shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ProxyError(Exception):
+    """An error with the status, Anthropic error type and message a client should see."""
+
+    status = 500
+    error_type = "api_error"
+    default_message = "Internal server error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        if status is not None:
+            self.status = status
+        if error_type is not None:
+            self.error_type = error_type
+        self.headers = dict(headers or {})
+        super().__init__(self.message)
+
+
+class InvalidRequest(ProxyError):
+    status, error_type = 400, "invalid_request_error"
+    default_message = "The request is invalid."
+
+
+class AuthenticationError(ProxyError):
+    status, error_type = 401, "authentication_error"
+    default_message = "Invalid or missing API key."
+
+
+class PermissionError_(ProxyError):
+    status, error_type = 403, "permission_error"
+    default_message = "This API key may not do that."
+
+
+class NotFound(ProxyError):
+    status, error_type = 404, "not_found_error"
+    default_message = "Not found."
+
+
+class RequestTooLarge(ProxyError):
+    status, error_type = 413, "request_too_large"
+    default_message = "The request body is too large."
+
+
+class MaskingUnavailable(ProxyError):
+    status, error_type = 503, "api_error"
+    default_message = "Masking is unavailable right now; the request was not sent upstream."
+
+
+class UpstreamError(ProxyError):
+    """An error the provider returned: its status and type are kept."""
+
+
+class UpstreamUnreachable(ProxyError):
+    status, error_type = 502, "api_error"
+    default_message = "The upstream provider could not be reached."
+
+
+class UpstreamTimeout(ProxyError):
+    status, error_type = 504, "api_error"
+    default_message = "The upstream provider did not answer in time."
+
+
+def error_body(error_type: str, message: str, request_id: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "error", "error": {"type": error_type, "message": message}}
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
+_DRF_ERRORS: tuple[tuple[type[drf.APIException], type[ProxyError]], ...] = (
+    (drf.NotAuthenticated, AuthenticationError),
+    (drf.AuthenticationFailed, AuthenticationError),
+    (drf.PermissionDenied, PermissionError_),
+    (drf.NotFound, NotFound),
+    (drf.ParseError, InvalidRequest),
+    (drf.UnsupportedMediaType, InvalidRequest),
+    (drf.ValidationError, InvalidRequest),
+    (drf.MethodNotAllowed, InvalidRequest),
+)
+
+
+def as_proxy_error(exc: Exception) -> ProxyError:
+    """The ProxyError a client should see for any exception (internals become a plain 500)."""
+    if isinstance(exc, ProxyError):
+        return exc
+    if isinstance(exc, drf.APIException):
+        for drf_class, proxy_class in _DRF_ERRORS:
+            if isinstance(exc, drf_class):
+                message = exc.detail if isinstance(exc.detail, str) else None
+                status = 405 if isinstance(exc, drf.MethodNotAllowed) else None
+                return proxy_class(str(message) if message else None, status=status)
+        return ProxyError(status=exc.status_code)
+    # No detail of an unexpected exception reaches the client; its class reaches the log.
+    logger.error("unexpected error: %s", type(exc).__name__)
+    return ProxyError()
+
+
+def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: render any exception in Anthropic's error shape."""
+    error = as_proxy_error(exc)
+    request = context.get("request")
+    request_id = getattr(request, "proxy_request_id", "") if request is not None else ""
+    response = Response(
+        error_body(error.error_type, error.message, request_id), status=error.status
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def json_error(error: ProxyError, request_id: str = "") -> JsonResponse:
+    """The same shape outside DRF (Django's 404 and 500 handlers, the streaming path)."""
+    response = JsonResponse(
+        error_body(error.error_type, error.message, request_id), status=error.status
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(NotFound("No such endpoint."))
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return json_error(ProxyError())

@@ -1,0 +1,161 @@
+"""The proxy's one job: mask a request, send it upstream, restore the answer, audit it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from patterns.services import MaskedTexts, RulesUnavailable, amask_texts, arules_snapshot
+from patterns.store import AsyncMappingStore, MappingStoreUnavailable, build_async_store
+from proxy import upstream
+from proxy.audit import AuditEntry, write_audit
+from proxy.auth import KeyPrincipal
+from proxy.errors import MaskingUnavailable, ProxyError, UpstreamUnreachable
+from proxy.masking import replace_request_texts, request_texts, restore_response
+from proxy.streaming import StreamRestorer, encode_sse
+
+logger = logging.getLogger(__name__)
+
+# redis.asyncio connections belong to the event loop that opened them.
+_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncMappingStore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _store() -> AsyncMappingStore:
+    loop = asyncio.get_running_loop()
+    store = _stores.get(loop)
+    if store is None:
+        store = _stores[loop] = build_async_store()
+    return store
+
+
+@dataclass
+class ProxyCall:
+    """One request on its way through: who sent it, what it was, and what happened."""
+
+    principal: KeyPrincipal
+    endpoint: str
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    masked: MaskedTexts | None = None
+
+    def audit(self, *, status: int, error_type: str = "", **extra: Any) -> AuditEntry:
+        counts = dict(self.masked.counts) if self.masked else {}
+        return AuditEntry(
+            principal=self.principal,
+            request_id=self.request_id,
+            endpoint=self.endpoint,
+            model=str(self.body.get("model", ""))[:200],
+            stream=bool(self.body.get("stream", False)),
+            status=status,
+            error_type=error_type,
+            latency_ms=int((time.monotonic() - self.started) * 1000),
+            masked_by_pattern=counts,
+            **extra,
+        )
+
+
+async def mask_request(call: ProxyCall) -> dict[str, Any]:
+    """The request with every text masked in the caller's namespace (fail closed)."""
+    store = _store()
+    try:
+        snapshot = await arules_snapshot(store)
+        texts = request_texts(call.body)
+        call.masked = await amask_texts(
+            namespace=call.principal.namespace, texts=texts, snapshot=snapshot, store=store
+        )
+    except (MappingStoreUnavailable, RulesUnavailable):
+        raise MaskingUnavailable() from None
+    return replace_request_texts(call.body, iter(call.masked.texts))
+
+
+async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]:
+    """Messages: a restored message object, or an SSE byte stream restored as it flows."""
+    try:
+        masked_body = await mask_request(call)
+        upstream_started = time.monotonic()
+        result = await upstream.create_message(masked_body, call.headers)
+    except ProxyError as error:
+        await write_audit(call.audit(status=error.status, error_type=error.error_type))
+        raise
+    upstream_ms = int((time.monotonic() - upstream_started) * 1000)
+    restore = call.masked.restore if call.masked else {}
+    if isinstance(result, dict):
+        message, restored = restore_response(result, restore)
+        usage = message.get("usage") or {}
+        await write_audit(
+            call.audit(
+                status=200,
+                upstream_latency_ms=upstream_ms,
+                input_tokens=usage.get("input_tokens"),
+                output_tokens=usage.get("output_tokens"),
+                restored_total=restored,
+            )
+        )
+        return message
+    return _restored_stream(call, result, restore, upstream_ms)
+
+
+async def _restored_stream(
+    call: ProxyCall, stream: AsyncIterator[bytes], restore: Mapping[str, str], upstream_ms: int
+) -> AsyncIterator[bytes]:
+    restorer = StreamRestorer(restore)
+    status, error_type = 200, ""
+    try:
+        async for chunk in upstream.stream_bytes(stream):
+            out = restorer.feed(chunk)
+            if out:
+                yield out
+        tail = restorer.close()
+        if tail:
+            yield tail
+        if not restorer.finished:
+            raise UpstreamUnreachable("The upstream stream ended before the message was complete.")
+    except ProxyError as error:
+        # Headers are gone already: the error travels as an SSE event.
+        status, error_type = error.status, error.error_type
+        yield restorer.close() + encode_sse(
+            "error",
+            {"type": "error", "error": {"type": error.error_type, "message": error.message}},
+        )
+    finally:
+        await _close_quietly(stream)
+        await write_audit(
+            call.audit(
+                status=status,
+                error_type=error_type,
+                upstream_latency_ms=upstream_ms,
+                restored_total=restorer.stats.restored,
+            )
+        )
+
+
+async def _close_quietly(stream: AsyncIterator[bytes]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except (RuntimeError, OSError) as exc:
+            logger.debug("closing the upstream stream: %s", type(exc).__name__)
+
+
+async def count_tokens(call: ProxyCall) -> dict[str, Any]:
+    """count_tokens on the masked request: the provider counts what it would read."""
+    try:
+        masked_body = await mask_request(call)
+        masked_body.pop("max_tokens", None)
+        masked_body.pop("stream", None)
+        result = await upstream.count_tokens(masked_body, call.headers)
+    except ProxyError as error:
+        await write_audit(call.audit(status=error.status, error_type=error.error_type))
+        raise
+    await write_audit(call.audit(status=200, input_tokens=result.get("input_tokens")))
+    return result

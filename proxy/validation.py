@@ -1,0 +1,100 @@
+"""Validation of Messages requests: what we must know to mask safely, and nothing more.
+
+Fields we do not check pass through unchanged, so that what the real API accepts (Claude
+Code's betas, blocks added after this was written) keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from proxy.errors import InvalidRequest
+
+ROLES = frozenset({"user", "assistant", "system"})
+MAX_NESTING = 128
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object; InvalidRequest for anything else."""
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; a JSON object is required.")
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc.msg} at position {exc.pos}."
+        ) from None
+    except RecursionError:
+        raise InvalidRequest("The request body is nested too deeply.") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    if _depth(body) > MAX_NESTING:
+        raise InvalidRequest(f"The request body is nested deeper than {MAX_NESTING} levels.")
+    return body
+
+
+def _depth(value: Any) -> int:
+    # Iterative: the masking walk recurses, so depth is bounded here first.
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def validate_messages_request(body: dict[str, Any], *, count_tokens: bool = False) -> None:
+    """Raise InvalidRequest naming the first field that is missing or of the wrong type."""
+    _require(
+        isinstance(body.get("model"), str) and body["model"].strip(),
+        "model: a non-empty string is required.",
+    )
+    if not count_tokens:
+        max_tokens = body.get("max_tokens")
+        _require(
+            isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and max_tokens > 0,
+            "max_tokens: a positive integer is required.",
+        )
+        _require(isinstance(body.get("stream", False), bool), "stream: must be a boolean.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages: a non-empty list is required.")
+    for index, message in enumerate(messages):
+        _validate_message(index, message)
+    if "system" in body:
+        _validate_content(body["system"], "system", allow_empty=True)
+
+
+def _validate_message(index: int, message: Any) -> None:
+    where = f"messages.{index}"
+    _require(isinstance(message, dict), f"{where}: must be an object.")
+    _require(message.get("role") in ROLES, f"{where}.role: must be one of user, assistant, system.")
+    _require("content" in message, f"{where}.content: is required.")
+    _validate_content(message["content"], f"{where}.content", allow_empty=True)
+
+
+def _validate_content(content: Any, where: str, *, allow_empty: bool) -> None:
+    if isinstance(content, str):
+        return
+    _require(isinstance(content, list), f"{where}: must be a string or a list of content blocks.")
+    for index, block in enumerate(content):
+        _require(
+            isinstance(block, dict) and isinstance(block.get("type"), str),
+            f"{where}.{index}: must be a content block with a type.",
+        )
+        if block["type"] == "text":
+            _require(isinstance(block.get("text"), str), f"{where}.{index}.text: must be a string.")
+
+
+def _require(condition: object, message: str) -> None:
+    if not condition:
+        raise InvalidRequest(message)

@@ -1,0 +1,496 @@
+"""A fake Anthropic Messages API served by uvicorn on 127.0.0.1, for the proxy to call in tests.
+
+The request's ``model`` picks the scenario, so a test chooses one by the model it sends:
+
+- ``fake-echo`` (and any unknown model): one text block, "You said: " + the last user text.
+- ``fake-tool``: "Running it." then a ``tool_use`` of the first tool, stop reason ``tool_use``.
+- ``fake-thinking``: a signed ``thinking`` block, then the echo.
+- ``fake-error-<status>`` (400 401 403 404 413 429 500 529): Anthropic's error JSON.
+- ``fake-error-midstream``: a stream that stops with an ``error`` event after a few deltas
+  (without ``"stream": true``, the echo).
+- ``fake-slow``: the echo, after a pause of ``SLOW_SECONDS`` before the response headers.
+- ``fake-truncated``: the connection closes part-way through the body (stream or JSON).
+
+``POST /v1/messages/count_tokens`` answers with the characters of all text // 4 + 1; any other
+path gets Anthropic's 404 error.
+
+Streams cut text and tool input into pieces of 1-4 characters and write the SSE bytes to the
+socket in pieces of random size, seeded by the request body so that every run is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+Json = dict[str, Any]
+Event = tuple[str, Json]
+AsgiMessage = dict[str, Any]
+Receive = Callable[[], Awaitable[AsgiMessage]]
+Send = Callable[[AsgiMessage], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+MESSAGES_PATH = "/v1/messages"
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+ECHO_PREFIX = "You said: "
+TOOL_PREAMBLE = "Running it."
+TOOL_USE_ID = "toolu_fake_1"
+DEFAULT_TOOL_NAME = "bash"
+THINKING_TEXT = "The user wants their own words back, so I will repeat them."
+SIGNATURE = "sig_" + "EqQBCkgIARABGAIiQGFrZTEyMzQ1Njc4OTBhYmNk"
+SLOW_SECONDS = 2.0
+# At stop, responses still running after this long are cancelled (a test left a stream unread).
+STOP_GRACE_SECONDS = 3
+RETRY_AFTER_SECONDS = 7
+MIDSTREAM_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+# Streams that fail stop after this many deltas, so the client has seen some text first.
+DELTAS_BEFORE_FAILURE = 3
+_UTF8_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
+
+# Anthropic's error type, and a message in its style, for each status a test can ask for.
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "messages: Field required"),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use this resource."),
+    404: ("not_found_error", "model: fake-error-404"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your rate limit."),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the fake received it."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    body: bytes
+    json: Json | None  # the body when it is a JSON object
+
+
+class FakeAnthropic:
+    """The fake upstream, run in a background thread; ``requests`` lists what it received."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: list[RecordedRequest] = []
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("The fake Anthropic server is already running.")
+        # Port 0 lets the kernel pick a free port, and uvicorn makes the socket itself: asyncio
+        # then sets TCP_NODELAY, without which each small write waits for the peer's ACK.
+        # log_config=None leaves the test run's logging alone (records reach pytest's capture).
+        config = uvicorn.Config(
+            _App(self._record),
+            host="127.0.0.1",
+            port=0,
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=STOP_GRACE_SECONDS,
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="fake-anthropic", daemon=True)
+        thread.start()
+        _wait_until_started(server, thread)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self._server, self._thread = server, thread
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        # uvicorn checks should_exit every 0.1 s, then lets running responses finish.
+        self._thread.join(timeout=STOP_GRACE_SECONDS + 5)
+        if self._thread.is_alive():
+            raise RuntimeError("The fake Anthropic server did not stop.")
+        self._server = self._thread = None
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def raw_bodies(self) -> bytes:
+        """Every recorded path, query, header value and body, to search for leaked values."""
+        parts: list[bytes] = []
+        for request in self.requests:
+            parts += [request.path.encode(), request.query_string.encode("latin-1")]
+            parts += [value.encode("latin-1") for value in request.headers.values()]
+            parts.append(request.body)
+        return b"\n".join(parts)
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+
+def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + 10
+    while not server.started:
+        # A thread that ended without starting the server failed to bind or load the app.
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=5)
+            raise RuntimeError("The fake Anthropic server did not start.")
+        time.sleep(0.01)
+
+
+class _App:
+    """The raw ASGI application: record the request, then answer it."""
+
+    def __init__(self, record: Callable[[RecordedRequest], None]) -> None:
+        self._record = record
+
+    async def __call__(self, scope: Json, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off and nothing opens websockets
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client left before sending its whole body
+        request = _recorded(scope, body)
+        self._record(request)
+        await _route(request, receive, _Reply(send, f"req_fake_{uuid.uuid4().hex[:24]}"))
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _recorded(scope: Json, body: bytes) -> RecordedRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return RecordedRequest(
+        method=scope["method"],
+        path=scope["path"],
+        query_string=scope["query_string"].decode("latin-1"),
+        headers=headers,
+        body=body,
+        json=_json_object(body),
+    )
+
+
+def _json_object(body: bytes) -> Json | None:
+    try:
+        parsed = json.loads(body)
+    except ValueError:  # also covers bytes that are not UTF-8
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """Writes one response, every one of them carrying a request id like Anthropic's."""
+
+    send: Send
+    request_id: str
+
+    async def start(self, status: int, content_type: str, extra: Headers | None = None) -> None:
+        headers = [
+            (b"content-type", content_type.encode()),
+            (b"request-id", self.request_id.encode()),
+        ]
+        await self.send(
+            {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
+        )
+
+    async def write(self, data: bytes, *, more: bool) -> None:
+        await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def send_json(self, status: int, payload: Json, extra: Headers | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        length = [(b"content-length", str(len(data)).encode())]
+        await self.start(status, "application/json", length + (extra or []))
+        await self.write(data, more=False)
+
+    async def send_error(self, status: int, error_type: str, message: str) -> None:
+        payload = {
+            "type": "error",
+            "error": {"type": error_type, "message": message},
+            "request_id": self.request_id,
+        }
+        retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if status == 429 else []
+        await self.send_json(status, payload, retry)
+
+
+async def _route(request: RecordedRequest, receive: Receive, reply: _Reply) -> None:
+    if request.method != "POST" or request.path not in (MESSAGES_PATH, COUNT_TOKENS_PATH):
+        await reply.send_error(
+            404, "not_found_error", f"Not found: {request.method} {request.path}"
+        )
+    elif request.json is None:
+        await reply.send_error(400, "invalid_request_error", "The body must be a JSON object.")
+    elif request.path == COUNT_TOKENS_PATH:
+        await reply.send_json(200, {"input_tokens": _count_tokens(request.json)})
+    else:
+        await _messages(request.json, request.body, receive, reply)
+
+
+async def _messages(body: Json, raw: bytes, receive: Receive, reply: _Reply) -> None:
+    model = str(body.get("model", ""))
+    status = _error_status(model)
+    if status is not None:
+        await reply.send_error(status, *ERRORS[status])
+        return
+    if model == "fake-slow" and not await _pause_unless_disconnected(receive, SLOW_SECONDS):
+        return
+    # A seed from the body (not hash(), which changes per process) makes every run cut alike.
+    rng = random.Random(hashlib.sha256(raw).digest())
+    message = _message(model, body, rng)
+    if body.get("stream") is True:
+        await _stream(reply, model, message, rng)
+    elif model == "fake-truncated":
+        data = json.dumps(message).encode()
+        await reply.start(200, "application/json")
+        await reply.write(data[: len(data) // 2], more=True)
+        # Returning before the last body message makes uvicorn drop the connection.
+    else:
+        await reply.send_json(200, message)
+
+
+def _error_status(model: str) -> int | None:
+    prefix, _, code = model.rpartition("-")
+    if prefix == "fake-error" and code.isdigit() and int(code) in ERRORS:
+        return int(code)
+    return None
+
+
+async def _pause_unless_disconnected(receive: Receive, seconds: float) -> bool:
+    """Wait, and say False at once if the client gives up, so no response outlives its test."""
+    try:
+        async with asyncio.timeout(seconds):
+            # The body has been read: the only message left to receive is the disconnect.
+            while (await receive())["type"] != "http.disconnect":
+                pass
+    except TimeoutError:
+        return True
+    return False
+
+
+def _message(model: str, body: Json, rng: random.Random) -> Json:
+    content = _reply_content(model, body)
+    return {
+        "id": f"msg_fake_{rng.getrandbits(96):024x}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": "tool_use" if content[-1]["type"] == "tool_use" else "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": _count_tokens(body),
+            "output_tokens": len(json.dumps(content)) // 4 + 1,
+        },
+    }
+
+
+def _reply_content(model: str, body: Json) -> list[Json]:
+    said = _last_user_text(body)
+    echo = {"type": "text", "text": ECHO_PREFIX + said}
+    if model == "fake-tool":
+        tool_use = {
+            "type": "tool_use",
+            "id": TOOL_USE_ID,
+            "name": _first_tool_name(body),
+            "input": {"command": "describe " + said},
+        }
+        return [{"type": "text", "text": TOOL_PREAMBLE}, tool_use]
+    if model == "fake-thinking":
+        return [{"type": "thinking", "thinking": THINKING_TEXT, "signature": SIGNATURE}, echo]
+    return [echo]
+
+
+def _last_user_text(body: Json) -> str:
+    messages = body.get("messages")
+    users = [m for m in messages if _is_user(m)] if isinstance(messages, list) else []
+    content = users[-1].get("content") if users else None
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    texts = [b.get("text") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+    return "".join(text for text in texts if isinstance(text, str))
+
+
+def _is_user(message: object) -> bool:
+    return isinstance(message, dict) and message.get("role") == "user"
+
+
+def _first_tool_name(body: Json) -> str:
+    tools = body.get("tools")
+    if isinstance(tools, list) and tools and isinstance(tools[0], dict):
+        return str(tools[0].get("name", DEFAULT_TOOL_NAME))
+    return DEFAULT_TOOL_NAME
+
+
+def _count_tokens(body: Json) -> int:
+    texts = list(_texts(body.get("system")))
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict):
+            texts += _texts(message.get("content"))
+    return sum(len(text) for text in texts) // 4 + 1
+
+
+def _texts(content: object) -> Iterator[str]:
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict):
+                if isinstance(block.get("text"), str):
+                    yield block["text"]
+                # A tool_result holds its own content: a string or more blocks.
+                yield from _texts(block.get("content"))
+
+
+async def _stream(reply: _Reply, model: str, message: Json, rng: random.Random) -> None:
+    events = _events(message, rng)
+    if model == "fake-error-midstream":
+        events = [*_first_deltas(events), ("error", MIDSTREAM_ERROR)]
+    elif model == "fake-truncated":
+        events = _first_deltas(events)
+    await reply.start(200, "text/event-stream", [(b"cache-control", b"no-cache")])
+    for piece in _writes(_sse(events), rng):
+        await reply.write(piece, more=True)
+    # A truncated stream returns without the last body message: uvicorn drops the connection
+    # and the client never sees the end of the chunked body.
+    if model != "fake-truncated":
+        await reply.write(b"", more=False)
+
+
+def _events(message: Json, rng: random.Random) -> list[Event]:
+    """Anthropic's stream for a finished message: the same content, cut into deltas."""
+    usage = message["usage"]
+    opening = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    opening["usage"] = {"input_tokens": usage["input_tokens"], "output_tokens": 1}
+    events: list[Event] = [("message_start", {"type": "message_start", "message": opening})]
+    for index, block in enumerate(message["content"]):
+        start = {"type": "content_block_start", "index": index, "content_block": _opening(block)}
+        events.append(("content_block_start", start))
+        if index == 0:
+            events.append(("ping", {"type": "ping"}))  # Anthropic pings after the first start
+        for delta in _deltas(block, rng):
+            event = {"type": "content_block_delta", "index": index, "delta": delta}
+            events.append(("content_block_delta", event))
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+    delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    closing = {"output_tokens": usage["output_tokens"]}
+    events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": closing}))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def _opening(block: Json) -> Json:
+    if block["type"] == "thinking":
+        return {"type": "thinking", "thinking": "", "signature": ""}
+    if block["type"] == "tool_use":
+        return {**block, "input": {}}
+    return {"type": "text", "text": ""}
+
+
+def _deltas(block: Json, rng: random.Random) -> list[Json]:
+    if block["type"] == "thinking":
+        pieces = _pieces(block["thinking"], rng)
+        thinking = [{"type": "thinking_delta", "thinking": piece} for piece in pieces]
+        return [*thinking, {"type": "signature_delta", "signature": block["signature"]}]
+    if block["type"] == "tool_use":
+        # Anthropic opens tool input with an empty piece; the escapes (\" and \n) of the JSON
+        # text get cut like any other characters.
+        pieces = ["", *_pieces(json.dumps(block["input"], ensure_ascii=False), rng)]
+        return [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+    return [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"], rng)]
+
+
+def _pieces(text: str, rng: random.Random) -> list[str]:
+    """Cut text into pieces of 1-4 characters, so a placeholder lands across several deltas."""
+    pieces: list[str] = []
+    start = 0
+    while start < len(text):
+        end = start + rng.randint(1, 4)
+        pieces.append(text[start:end])
+        start = end
+    return pieces
+
+
+def _first_deltas(events: list[Event]) -> list[Event]:
+    seen = 0
+    for position, (name, _) in enumerate(events):
+        if name == "content_block_delta":
+            seen += 1
+            if seen == DELTAS_BEFORE_FAILURE:
+                return events[: position + 1]
+    return events
+
+
+def _sse(events: list[Event]) -> bytes:
+    return b"".join(
+        f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+        for name, data in events
+    )
+
+
+def _writes(data: bytes, rng: random.Random) -> list[bytes]:
+    """Cut the stream into socket writes that ignore event and character boundaries.
+
+    Most writes are 1-40 bytes, so events span several of them; every eighth write runs to
+    the end of the third event boundary ahead, so one read can also hold several events.
+    """
+    cuts: set[int] = set()
+    position = count = 0
+    while position < len(data):
+        count += 1
+        if count % 8 == 0:
+            position = _after_boundaries(data, position, 3)
+        else:
+            position = min(position + rng.randint(1, 40), len(data))
+        cuts.add(position)
+    # Make sure one multi-byte UTF-8 character (if any) is cut in two.
+    lead = _UTF8_LEAD_BYTE.search(data)
+    if lead is not None:
+        cuts.add(lead.start() + 1)
+    return [data[start:end] for start, end in itertools.pairwise([0, *sorted(cuts)])]
+
+
+def _after_boundaries(data: bytes, position: int, count: int) -> int:
+    for _ in range(count):
+        found = data.find(b"\n\n", position)
+        if found == -1:
+            return len(data)
+        position = found + 2
+    return position

@@ -1,0 +1,77 @@
+"""A live proxy (uvicorn, real HTTP) in front of the fake Anthropic upstream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anthropic
+import pytest
+import uvicorn
+from django.test import override_settings
+
+from proxy.keys import generate_key
+from proxy.models import ApiKey
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.fixtures import fake_anthropic  # noqa: F401  (a fixture)
+
+MASTER_KEY = "sk-litellm-master-key"  # the original spec's example
+UPSTREAM_KEY = "sk-ant-upstream-test-key"
+
+
+@pytest.fixture(scope="session")
+def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:  # noqa: F811
+    overrides = override_settings(
+        PROXY_UPSTREAM_BASE_URL=fake_anthropic.base_url,
+        ANTHROPIC_API_KEY=UPSTREAM_KEY,
+        LITELLM_MASTER_KEY=MASTER_KEY,
+        PROXY_UPSTREAM_TIMEOUT=10.0,
+    )
+    overrides.enable()
+    config = uvicorn.Config(
+        "config.asgi:application", host="127.0.0.1", port=0, lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="live-proxy", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the live proxy did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        overrides.disable()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: str
+    record: ApiKey
+
+
+@pytest.fixture
+def api_key(seeded_rules: None) -> IssuedKey:
+    new = generate_key()
+    record = ApiKey.objects.create(name="tests", prefix=new.prefix, key_hash=new.digest)
+    return IssuedKey(key=new.key, record=record)
+
+
+@pytest.fixture
+def upstream(fake_anthropic: FakeAnthropic) -> FakeAnthropic:  # noqa: F811
+    fake_anthropic.clear()
+    return fake_anthropic
+
+
+@pytest.fixture
+def client(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=proxy_url, api_key=api_key.key, max_retries=0) as sdk:
+        yield sdk

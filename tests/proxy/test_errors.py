@@ -1,0 +1,268 @@
+"""Errors in Anthropic's shape: bad input, bad keys, provider failures, masking failures."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from django.utils import timezone
+
+from patterns.store import build_async_store
+from proxy import services
+from proxy.auth import KeyPrincipal
+from proxy.errors import MaskingUnavailable
+from proxy.models import ApiKey, AuditRecord
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.proxy.conftest import IssuedKey
+
+VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def post(proxy_url: str, key: str | None, body: Any = None, **kwargs: Any) -> httpx.Response:
+    headers = {"x-api-key": key} if key else {}
+    if body is not None and "content" not in kwargs:
+        kwargs["json"] = body
+    return httpx.post(f"{proxy_url}/v1/messages", headers=headers, timeout=30, **kwargs)
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"x-api-key": "wrong"},
+        {"Authorization": "Bearer mpk-aaaaaaaa-" + "x" * 43},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+    ],
+)
+def test_requests_without_a_valid_key_get_401_and_forward_nothing(
+    proxy_url: str, upstream: FakeAnthropic, transactional_db: None, headers: dict[str, str]
+) -> None:
+    response = httpx.post(f"{proxy_url}/v1/messages", json=VALID, headers=headers, timeout=30)
+    body = assert_error(response, 401, "authentication_error")
+    assert body["request_id"] == response.headers["request-id"]
+    assert upstream.requests == []
+
+
+def test_bearer_and_x_api_key_both_authenticate(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    assert post(proxy_url, api_key.key, VALID).status_code == 200
+    bearer = httpx.post(
+        f"{proxy_url}/v1/messages",
+        json=VALID,
+        headers={"Authorization": f"Bearer {api_key.key}"},
+        timeout=30,
+    )
+    assert bearer.status_code == 200
+
+
+@pytest.mark.parametrize("change", ["revoke", "disable", "expire"])
+def test_revoked_disabled_or_expired_keys_stop_on_the_next_request(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, change: str
+) -> None:
+    assert post(proxy_url, api_key.key, VALID).status_code == 200
+    record = ApiKey.objects.get(pk=api_key.record.pk)
+    if change == "revoke":
+        record.revoke()
+    elif change == "disable":
+        ApiKey.objects.filter(pk=record.pk).update(enabled=False)
+    else:
+        ApiKey.objects.filter(pk=record.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    upstream.clear()
+    assert_error(post(proxy_url, api_key.key, VALID), 401, "authentication_error")
+    assert upstream.requests == []
+
+
+def test_last_used_is_recorded_without_a_write_per_request(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    post(proxy_url, api_key.key, VALID)
+    first = ApiKey.objects.get(pk=api_key.record.pk).last_used_at
+    assert first is not None
+    post(proxy_url, api_key.key, VALID)
+    assert ApiKey.objects.get(pk=api_key.record.pk).last_used_at == first
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**VALID, "model": 3}, "model"),
+        ({k: v for k, v in VALID.items() if k != "max_tokens"}, "max_tokens"),
+        ({**VALID, "max_tokens": 0}, "max_tokens"),
+        ({**VALID, "max_tokens": True}, "max_tokens"),
+        ({**VALID, "messages": []}, "messages"),
+        ({**VALID, "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({**VALID, "messages": [{"role": "user"}]}, "messages.0.content"),
+        ({**VALID, "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        (
+            {**VALID, "messages": [{"role": "user", "content": [{"text": "x"}]}]},
+            "messages.0.content.0",
+        ),
+        ({**VALID, "system": {"x": 1}}, "system"),
+        ({**VALID, "stream": "yes"}, "stream"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_invalid_requests_get_400_naming_the_field(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, body: Any, field: str
+) -> None:
+    error = assert_error(post(proxy_url, api_key.key, body), 400, "invalid_request_error")
+    assert field in error["error"]["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b"\xff\xfe", b"[" * 200 + b"]" * 200, b'{"a":' * 200 + b"1" + b"}" * 200],
+)
+def test_malformed_bodies_get_400(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, content: bytes
+) -> None:
+    response = post(proxy_url, api_key.key, content=content, body=None)
+    assert_error(response, 400, "invalid_request_error")
+    assert upstream.requests == []
+
+
+def test_oversized_body_gets_413(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    huge = "x" * (settings.PROXY_MAX_BODY_BYTES + 10)
+    body = {**VALID, "messages": [{"role": "user", "content": huge}]}
+    assert_error(post(proxy_url, api_key.key, body), 413, "request_too_large")
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    ("model", "status", "error_type", "exception"),
+    [
+        ("fake-error-400", 400, "invalid_request_error", anthropic.BadRequestError),
+        ("fake-error-401", 401, "authentication_error", anthropic.AuthenticationError),
+        ("fake-error-403", 403, "permission_error", anthropic.PermissionDeniedError),
+        ("fake-error-404", 404, "not_found_error", anthropic.NotFoundError),
+        ("fake-error-429", 429, "rate_limit_error", anthropic.RateLimitError),
+        ("fake-error-500", 500, "api_error", anthropic.InternalServerError),
+        ("fake-error-529", 529, "overloaded_error", anthropic.APIStatusError),
+    ],
+)
+def test_upstream_errors_keep_their_status_and_type(
+    client: anthropic.Anthropic,
+    upstream: FakeAnthropic,
+    model: str,
+    status: int,
+    error_type: str,
+    exception: type[anthropic.APIStatusError],
+) -> None:
+    with pytest.raises(exception) as raised:
+        client.messages.create(
+            model=model,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "i-1234567890abcdef0"}],
+        )
+    assert raised.value.status_code == status
+    assert isinstance(raised.value.body, dict)
+    assert raised.value.body["error"]["type"] == error_type
+    if status == 429:
+        assert raised.value.response.headers["retry-after"] == "7"
+    record = AuditRecord.objects.get()
+    assert (record.status, record.error_type) == (status, error_type)
+
+
+def test_error_after_the_stream_started_arrives_as_an_sse_error_event(
+    client: anthropic.Anthropic, upstream: FakeAnthropic
+) -> None:
+    with (
+        pytest.raises(anthropic.APIStatusError) as raised,
+        client.messages.stream(
+            model="fake-error-midstream",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+        ) as stream,
+    ):
+        for _ in stream.text_stream:
+            pass
+    assert "overloaded" in str(raised.value).lower()
+
+
+def test_unreachable_upstream_is_a_502(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, closed_port: int
+) -> None:
+    with override_settings(PROXY_UPSTREAM_BASE_URL=f"http://127.0.0.1:{closed_port}"):
+        assert_error(post(proxy_url, api_key.key, VALID), 502, "api_error")
+
+
+def test_upstream_timeout_is_a_504(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    with override_settings(PROXY_UPSTREAM_TIMEOUT=1.0):
+        assert_error(
+            post(proxy_url, api_key.key, {**VALID, "model": "fake-slow"}), 504, "api_error"
+        )
+
+
+def test_unreachable_redis_refuses_and_sends_nothing_upstream(
+    upstream: FakeAnthropic, closed_port: int, seeded_rules: None
+) -> None:
+    caches = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
+            "OPTIONS": {**settings.CACHES["default"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5},
+        }
+    }
+    principal = KeyPrincipal(key_id=None, name="t", prefix="t", namespace="ns-redis-down")
+    call = services.ProxyCall(
+        principal=principal,
+        endpoint="messages",
+        body={**VALID, "messages": [{"role": "user", "content": "i-1234567890abcdef0"}]},
+        headers={},
+        request_id="req_test",
+    )
+
+    async def run() -> None:
+        with override_settings(CACHES=caches):
+            store = build_async_store()
+        services._stores[asyncio.get_running_loop()] = store
+        try:
+            await services.send_message(call)
+        finally:
+            await store.aclose()
+
+    with pytest.raises(MaskingUnavailable):
+        asyncio.run(run())
+    assert upstream.requests == []
+    assert AuditRecord.objects.get().status == 503
+
+
+def test_truncated_stream_ends_with_an_sse_error_event(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    body = {**VALID, "model": "fake-truncated", "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{proxy_url}/v1/messages",
+        json=body,
+        headers={"x-api-key": api_key.key},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        text = response.read().decode()
+    assert text.rstrip().splitlines()[-2] == "event: error"
+    assert '"type":"api_error"' in text.replace(" ", "")
+    record = AuditRecord.objects.get()
+    assert (record.status, record.stream) == (502, True)

@@ -1,0 +1,88 @@
+"""API keys in the admin and from the command line: shown once, stored as a hash."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.test import Client
+from django.urls import reverse
+
+from proxy.auth import authenticate_key
+from proxy.keys import key_digest, key_prefix
+from proxy.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client() -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("admin", "admin@invalid", "pw"))
+    return client
+
+
+def test_creating_a_key_in_admin_shows_it_once_and_stores_a_hash(admin_client: Client) -> None:
+    response = admin_client.post(
+        reverse("admin:proxy_apikey_add"),
+        {"name": "ci", "namespace": "team-a", "enabled": "on"},
+        follow=True,
+    )
+    page = response.content.decode()
+    api_key = ApiKey.objects.get(name="ci")
+    shown = page.split("The new key is ")[1].split(" ")[0]
+    assert key_prefix(shown) == api_key.prefix
+    assert api_key.key_hash == key_digest(shown)
+    assert shown not in str(ApiKey.objects.values().get())  # the row holds no key
+    change_page = admin_client.get(reverse("admin:proxy_apikey_change", args=[api_key.pk]))
+    assert api_key.key_hash not in change_page.content.decode()
+    assert shown not in change_page.content.decode()
+    assert authenticate_key(shown).namespace == "team-a"
+
+
+def test_revoking_is_one_action_and_leaves_the_key_read_only(admin_client: Client) -> None:
+    out = io.StringIO()
+    call_command("create_api_key", "doomed", stdout=out)
+    api_key = ApiKey.objects.get(name="doomed")
+    admin_client.post(
+        reverse("admin:proxy_apikey_changelist"),
+        {"action": "revoke_keys", "_selected_action": [api_key.pk]},
+    )
+    api_key.refresh_from_db()
+    assert api_key.revoked_at is not None and not api_key.enabled
+    change = admin_client.get(reverse("admin:proxy_apikey_change", args=[api_key.pk]))
+    assert 'name="name"' not in change.content.decode()  # no editable form
+
+
+def test_hash_is_neither_listed_nor_filterable(admin_client: Client) -> None:
+    call_command("create_api_key", "listed", stdout=io.StringIO())
+    api_key = ApiKey.objects.get()
+    page = admin_client.get(reverse("admin:proxy_apikey_changelist")).content.decode()
+    assert api_key.key_hash not in page
+    filtered = admin_client.get(
+        reverse("admin:proxy_apikey_changelist"), {"key_hash": api_key.key_hash}
+    )
+    assert filtered.status_code == 400  # Django's DisallowedModelAdminLookup
+
+
+def test_command_prints_the_key_as_its_last_line() -> None:
+    out = io.StringIO()
+    call_command("create_api_key", "script", "--namespace", "shared", stdout=out)
+    key = out.getvalue().strip().splitlines()[-1]
+    principal = authenticate_key(key)
+    assert (principal.name, principal.namespace) == ("script", "shared")
+
+
+def test_command_refuses_a_bad_namespace() -> None:
+    with pytest.raises(CommandError, match="namespace"):
+        call_command("create_api_key", "bad", "--namespace", "no spaces", stdout=io.StringIO())
+    assert not ApiKey.objects.exists()
+
+
+def test_keys_get_their_own_namespace_by_default() -> None:
+    out = io.StringIO()
+    call_command("create_api_key", "alone", stdout=out)
+    key = out.getvalue().strip().splitlines()[-1]
+    assert authenticate_key(key).namespace == f"key-{key_prefix(key)}"
