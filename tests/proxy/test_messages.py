@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import anthropic
@@ -241,3 +243,49 @@ def test_count_tokens_is_masked_and_counted_upstream(
     assert result.input_tokens > 0
     assert upstream.requests[-1].path == "/v1/messages/count_tokens"
     assert_nothing_leaked(upstream)
+
+
+def test_async_client_creates_and_streams(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    async def run() -> tuple[str, str]:
+        async with anthropic.AsyncAnthropic(
+            base_url=proxy_url, api_key=api_key.key, max_retries=0
+        ) as sdk:
+            message = await sdk.messages.create(
+                model="fake-echo", max_tokens=50, messages=[{"role": "user", "content": SPEC_TEXT}]
+            )
+            async with sdk.messages.stream(
+                model="fake-echo", max_tokens=50, messages=[{"role": "user", "content": SPEC_TEXT}]
+            ) as stream:
+                streamed = "".join([text async for text in stream.text_stream])
+        return text_of(message), streamed
+
+    created, streamed = asyncio.run(run())
+    assert created == streamed == "You said: " + SPEC_TEXT
+    assert_nothing_leaked(upstream)
+
+
+def test_client_disconnect_mid_stream_still_leaves_an_audit_record(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    body = {
+        "model": "fake-echo",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": SPEC_TEXT * 20}],
+    }
+    with httpx.stream(
+        "POST",
+        f"{proxy_url}/v1/messages",
+        json=body,
+        headers={"x-api-key": api_key.key},
+        timeout=30,
+    ) as response:
+        assert next(response.iter_bytes())
+    deadline = time.monotonic() + 10
+    while not AuditRecord.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    record = AuditRecord.objects.get()
+    assert record.stream
+    assert record.masked_total == 7 * 20
