@@ -104,6 +104,10 @@ def as_proxy_error(exc: Exception) -> ProxyError:
     """The ProxyError a client should see for any exception (internals become a plain 500)."""
     if isinstance(exc, ProxyError):
         return exc
+    if isinstance(exc, drf.NotAuthenticated):
+        return AuthenticationError(
+            "An API key is required: send x-api-key or Authorization: Bearer."
+        )
     if isinstance(exc, drf.APIException):
         for drf_class, proxy_class in _DRF_ERRORS:
             if isinstance(exc, drf_class):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 import pytest
 from django.contrib.auth.models import User
@@ -86,3 +88,14 @@ def test_keys_get_their_own_namespace_by_default() -> None:
     call_command("create_api_key", "alone", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
     assert authenticate_key(key).namespace == f"key-{key_prefix(key)}"
+
+
+def test_authentication_is_one_indexed_query(
+    django_assert_num_queries: Callable[[int], AbstractContextManager[None]],
+) -> None:
+    out = io.StringIO()
+    call_command("create_api_key", "fast", stdout=out)
+    key = out.getvalue().strip().splitlines()[-1]
+    authenticate_key(key)  # the first use records last_used_at
+    with django_assert_num_queries(1):
+        authenticate_key(key)
