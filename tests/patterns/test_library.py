@@ -16,6 +16,7 @@ from patterns.engine import (
     unmask,
 )
 from patterns.library import CATEGORIES, DEFAULT_PATTERNS, LibraryEntry
+from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
 ENTRY_IDS = [entry.name for entry in DEFAULT_PATTERNS]
 # Placeholder prefixes shared on purpose: one kind of value found in several shapes.
@@ -30,23 +31,6 @@ SHARED_PREFIXES = {
     "AWS_KMS_KEY": {"aws_kms_key_id", "aws_kms_multi_region_key_id"},
     "PUBLIC_IP": {"public_ipv4", "public_ipv6"},
 }
-
-SPEC_EXAMPLE = (
-    "인프라 분석:\n"
-    "- EC2: i-1234567890abcdef0, i-abcdef1234567890a\n"
-    "- VPC: vpc-12345678\n"
-    "- IAM: AKIA1234567890ABCDEF, AKIA9876543210FEDCBA\n"
-    "- S3: company-data-bucket, backup-logs-bucket\n"
-)
-SPEC_VALUES = (
-    "i-1234567890abcdef0",
-    "i-abcdef1234567890a",
-    "vpc-12345678",
-    "AKIA1234567890ABCDEF",
-    "AKIA9876543210FEDCBA",
-    "company-data-bucket",
-    "backup-logs-bucket",
-)
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +135,11 @@ def test_every_positive_example_stays_fully_masked_in_the_whole_library(
 
 
 def test_spec_example_leaves_none_of_its_values(library: Snapshot) -> None:
-    assert_masked_and_restored(library, SPEC_EXAMPLE, SPEC_VALUES)
+    assert_masked_and_restored(library, SPEC_TEXT, SPEC_VALUES)
 
 
 def test_spec_example_gives_each_value_its_own_placeholder(library: Snapshot) -> None:
-    masked, allocator = mask(library, SPEC_EXAMPLE)
+    masked, allocator = mask(library, SPEC_TEXT)
     placeholders = [allocator.placeholders[value] for value in SPEC_VALUES]
     assert len(set(placeholders)) == len(SPEC_VALUES)
     assert masked == (
@@ -168,14 +152,14 @@ def test_spec_example_gives_each_value_its_own_placeholder(library: Snapshot) ->
 
 
 def test_spec_example_round_trips_byte_for_byte(library: Snapshot) -> None:
-    masked, allocator = mask(library, SPEC_EXAMPLE)
-    assert unmask(masked, allocator.restore_map).encode() == SPEC_EXAMPLE.encode()
+    masked, allocator = mask(library, SPEC_TEXT)
+    assert unmask(masked, allocator.restore_map).encode() == SPEC_TEXT.encode()
 
 
 def test_masking_the_spec_example_twice_gives_the_same_placeholders(library: Snapshot) -> None:
     allocator = LocalAllocator()
-    first = library.mask(SPEC_EXAMPLE, allocator).text
-    second = library.mask(SPEC_EXAMPLE, allocator).text
+    first = library.mask(SPEC_TEXT, allocator).text
+    second = library.mask(SPEC_TEXT, allocator).text
     assert first == second
     assert len(allocator.placeholders) == len(SPEC_VALUES)
 

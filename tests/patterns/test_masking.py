@@ -12,24 +12,9 @@ from patterns import services
 from patterns.engine import unmask
 from patterns.services import amask_texts, mask_texts, rules_snapshot
 from patterns.store import build_async_store, get_store
+from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
 pytestmark = pytest.mark.django_db
-
-SPEC_EXAMPLE = """인프라 분석:
-- EC2: i-1234567890abcdef0, i-abcdef1234567890a
-- VPC: vpc-12345678
-- IAM: AKIA1234567890ABCDEF, AKIA9876543210FEDCBA
-- S3: company-data-bucket, backup-logs-bucket
-"""
-SPEC_VALUES = (
-    "i-1234567890abcdef0",
-    "i-abcdef1234567890a",
-    "vpc-12345678",
-    "AKIA1234567890ABCDEF",
-    "AKIA9876543210FEDCBA",
-    "company-data-bucket",
-    "backup-logs-bucket",
-)
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +26,12 @@ def fresh_rules() -> Iterator[None]:
 
 
 def test_spec_example_is_masked_restored_and_stable(namespace: str) -> None:
-    first = mask_texts(namespace=namespace, texts=[SPEC_EXAMPLE])
+    first = mask_texts(namespace=namespace, texts=[SPEC_TEXT])
     masked = first.texts[0]
     for value in SPEC_VALUES:
         assert value not in masked
     assert len(first.restore) == len(SPEC_VALUES)
-    assert unmask(masked, first.restore) == SPEC_EXAMPLE
+    assert unmask(masked, first.restore) == SPEC_TEXT
     placeholder_of = {value: placeholder for placeholder, value in first.restore.items()}
     later = mask_texts(namespace=namespace, texts=["다시: i-abcdef1234567890a, vpc-12345678"])
     expected = f"다시: {placeholder_of['i-abcdef1234567890a']}, {placeholder_of['vpc-12345678']}"
@@ -62,14 +47,14 @@ def test_texts_of_one_request_share_placeholders(namespace: str) -> None:
 
 
 def test_async_masking_matches_sync_masking(namespace: str) -> None:
-    expected = mask_texts(namespace=namespace, texts=[SPEC_EXAMPLE])
+    expected = mask_texts(namespace=namespace, texts=[SPEC_TEXT])
     snapshot = rules_snapshot()
 
     async def run() -> tuple[str, ...]:
         store = build_async_store()
         try:
             result = await amask_texts(
-                namespace=namespace, texts=[SPEC_EXAMPLE], snapshot=snapshot, store=store
+                namespace=namespace, texts=[SPEC_TEXT], snapshot=snapshot, store=store
             )
         finally:
             await store.aclose()
@@ -80,7 +65,7 @@ def test_async_masking_matches_sync_masking(namespace: str) -> None:
 
 def test_no_value_reaches_the_logs(namespace: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    result = mask_texts(namespace=namespace, texts=[SPEC_EXAMPLE])
+    result = mask_texts(namespace=namespace, texts=[SPEC_TEXT])
     unmask(result.texts[0], result.restore)
     for value in SPEC_VALUES:
         assert value not in caplog.text

@@ -14,22 +14,8 @@ import pytest
 from proxy.models import AuditRecord
 from tests.fakes.anthropic_upstream import SIGNATURE, THINKING_TEXT, FakeAnthropic
 from tests.proxy.conftest import MASTER_KEY, UPSTREAM_KEY, IssuedKey
+from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
-SPEC_TEXT = """인프라 분석:
-- EC2: i-1234567890abcdef0, i-abcdef1234567890a
-- VPC: vpc-12345678
-- IAM: AKIA1234567890ABCDEF, AKIA9876543210FEDCBA
-- S3: company-data-bucket, backup-logs-bucket
-"""
-SPEC_VALUES = (
-    "i-1234567890abcdef0",
-    "i-abcdef1234567890a",
-    "vpc-12345678",
-    "AKIA1234567890ABCDEF",
-    "AKIA9876543210FEDCBA",
-    "company-data-bucket",
-    "backup-logs-bucket",
-)
 SYSTEM = "You operate account 123456789012 behind 52.95.110.1."
 SYSTEM_VALUES = ("123456789012", "52.95.110.1")
 
