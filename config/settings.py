@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "proxy.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -149,6 +150,15 @@ LITELLM_MASTER_KEY = env_secret("LITELLM_MASTER_KEY")
 PROXY_UPSTREAM_BASE_URL = env_str("PROXY_UPSTREAM_BASE_URL", "https://api.anthropic.com")
 PROXY_UPSTREAM_TIMEOUT = env_float("PROXY_UPSTREAM_TIMEOUT", 600.0, minimum=1.0)
 PROXY_UPSTREAM_CONNECT_TIMEOUT = env_float("PROXY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+# The deep health check (/health?deep=1) asks this model for one token.
+PROXY_HEALTH_MODEL = env_str("PROXY_HEALTH_MODEL", "claude-haiku-4-5")
+PROXY_HEALTH_PROBE_TIMEOUT = env_float("PROXY_HEALTH_PROBE_TIMEOUT", 10.0, minimum=0.1)
+# Whether /health needs a proxy API key (it never shows a secret either way).
+HEALTH_REQUIRES_KEY = env_bool("HEALTH_REQUIRES_KEY", False)
+# When set, /metrics needs Authorization: Bearer <METRICS_TOKEN> (or METRICS_TOKEN_FILE).
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+# Audit records older than this many days are removed by `manage.py prune_audit`.
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 90, minimum=1)
 # Anthropic accepts request bodies up to 32 MB; larger ones get a 413 here.
 PROXY_MAX_BODY_BYTES = env_int("PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
@@ -159,23 +169,47 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL; got {LOG_LEVEL!r}"
     )
 
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json; got {LOG_FORMAT!r}")
+# LiteLLM's own records describe requests (DEBUG ones include their contents and headers):
+# they have a level of their own, never below INFO.
+LITELLM_LOG_LEVEL = env_str("LITELLM_LOG_LEVEL", "WARNING").upper()
+if LITELLM_LOG_LEVEL not in {"INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        "LITELLM_LOG_LEVEL must be one of INFO, WARNING, ERROR, CRITICAL; "
+        f"got {LITELLM_LOG_LEVEL!r}"
+    )
+
+# One handler, on the root logger: every other logger propagates to it, so no line is ever
+# written twice however often logging is configured.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s"},
+        # The original specification's format: 2025-08-22 12:44:30,695 - module - INFO - message
+        "text": {"format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "patterns": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "proxy": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        # LiteLLM's INFO and DEBUG messages describe each request; DEBUG ones include contents.
-        "LiteLLM": {"level": "WARNING"},
-        # Its pass-through logger reports failed cost look-ups for every unpriced model name.
+        "config": {"level": LOG_LEVEL},
+        "patterns": {"level": LOG_LEVEL},
+        "proxy": {"level": LOG_LEVEL},
+        "django": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "LiteLLM": {"level": LITELLM_LOG_LEVEL},
+        # Its pass-through logger reports a failed cost look-up for every unpriced model name.
         "LiteLLM Proxy": {"level": "CRITICAL"},
-        "LiteLLM Router": {"level": "WARNING"},
+        "LiteLLM Router": {"level": LITELLM_LOG_LEVEL},
     },
 }

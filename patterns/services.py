@@ -55,6 +55,11 @@ async def arules_snapshot(store: AsyncMappingStore) -> Snapshot:
     return snapshot
 
 
+def loaded_snapshot() -> Snapshot | None:
+    """The rules this process holds now, without asking Redis (None before the first load)."""
+    return _current
+
+
 def load_snapshot(version: str = "") -> Snapshot:
     """Compile the enabled rules from the database."""
     try:

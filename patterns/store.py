@@ -274,6 +274,13 @@ class AsyncMappingStore:
             raise _unavailable(exc) from None
         return _decode(token or b"")
 
+    async def ping(self) -> None:
+        """Raise MappingStoreUnavailable unless Redis answers."""
+        try:
+            await self._client.ping()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

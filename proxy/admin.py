@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord
@@ -66,8 +68,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj)
 
 
+class CappedCountPaginator(Paginator):
+    """Counts at most CAP rows: a COUNT(*) over millions of audit rows on every page is not."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        return int(self.object_list[: self.CAP].count())  # type: ignore[attr-defined]
+
+
 @admin.register(AuditRecord)
 class AuditRecordAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator
     list_display = (
         "created_at",
         "key_prefix",
@@ -80,7 +93,7 @@ class AuditRecordAdmin(admin.ModelAdmin):
         "masked_total",
         "restored_total",
     )
-    list_filter = ("status", "endpoint", "stream", "created_at")
+    list_filter = ("status", "error_type", "endpoint", "stream", "model", "api_key", "created_at")
     search_fields = ("key_prefix", "key_name", "model", "request_id")
     ordering = ("-created_at",)
     date_hierarchy = "created_at"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class AuditEntry:
     output_tokens: int | None = None
     masked_by_pattern: Mapping[str, int] = field(default_factory=dict)
     restored_total: int = 0
+    upstream_failed: bool = False
 
 
 async def write_audit(entry: AuditEntry) -> None:
@@ -68,3 +70,25 @@ async def write_audit(entry: AuditEntry) -> None:
         entry.latency_ms,
         sum(entry.masked_by_pattern.values()),
     )
+
+
+# Strong references: a task nobody holds can be garbage-collected before it runs.
+_pending: set[asyncio.Task[None]] = set()
+
+
+def write_audit_later(entry: AuditEntry) -> None:
+    """Write the record in the background: a response or stream never waits for it."""
+    from proxy import metrics  # imported here: metrics imports this module
+
+    metrics.observe(entry)
+    task = asyncio.get_running_loop().create_task(write_audit(entry))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+async def drain_audit() -> None:
+    """Wait for this event loop's pending audit writes (shutdown, tests)."""
+    loop = asyncio.get_running_loop()
+    pending = [task for task in _pending if task.get_loop() is loop]
+    if pending:
+        await asyncio.gather(*pending)

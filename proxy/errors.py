@@ -10,6 +10,8 @@ from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from config.logging import request_id_var
+
 logger = logging.getLogger(__name__)
 
 
@@ -123,24 +125,23 @@ def as_proxy_error(exc: Exception) -> ProxyError:
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: render any exception in Anthropic's error shape."""
     error = as_proxy_error(exc)
-    request = context.get("request")
-    request_id = getattr(request, "proxy_request_id", "") if request is not None else ""
-    response = Response(
-        error_body(error.error_type, error.message, request_id), status=error.status
-    )
+    response = Response(_body(error), status=error.status)
     for name, value in error.headers.items():
         response[name] = value
     return response
 
 
-def json_error(error: ProxyError, request_id: str = "") -> JsonResponse:
-    """The same shape outside DRF (Django's 404 and 500 handlers, the streaming path)."""
-    response = JsonResponse(
-        error_body(error.error_type, error.message, request_id), status=error.status
-    )
+def json_error(error: ProxyError) -> JsonResponse:
+    """The same shape outside DRF (Django's 404 and 500 handlers)."""
+    response = JsonResponse(_body(error), status=error.status)
     for name, value in error.headers.items():
         response[name] = value
     return response
+
+
+def _body(error: ProxyError) -> dict[str, Any]:
+    request_id = request_id_var.get()
+    return error_body(error.error_type, error.message, "" if request_id == "-" else request_id)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:

@@ -30,7 +30,17 @@ def map_request_texts(body: Mapping[str, Any], fn: TextMap) -> dict[str, Any]:
         result["messages"] = [_map_message(m, fn) for m in body["messages"]]
     if isinstance(body.get("tools"), list):
         result["tools"] = [_map_tool(t, fn) for t in body["tools"]]
+    # The model writes placeholders, so a stop sequence must be one too to ever match.
+    if isinstance(body.get("stop_sequences"), list):
+        result["stop_sequences"] = [_text(s, fn) for s in body["stop_sequences"]]
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        result["metadata"] = {**metadata, "user_id": fn(metadata["user_id"])}
     return result
+
+
+def _text(value: Any, fn: TextMap) -> Any:
+    return fn(value) if isinstance(value, str) else value
 
 
 def request_texts(body: Mapping[str, Any]) -> list[str]:

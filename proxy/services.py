@@ -2,37 +2,51 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import re
 import time
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from patterns.services import MaskedTexts, RulesUnavailable, amask_texts, arules_snapshot
-from patterns.store import AsyncMappingStore, MappingStoreUnavailable, build_async_store
+from patterns.services import (
+    MaskedTexts,
+    RulesUnavailable,
+    amask_texts,
+    arules_snapshot,
+    loaded_snapshot,
+)
+from patterns.store import MappingStoreUnavailable
 from proxy import upstream
-from proxy.audit import AuditEntry, write_audit
+from proxy.audit import AuditEntry, write_audit_later
 from proxy.auth import KeyPrincipal
-from proxy.errors import MaskingUnavailable, ProxyError, UpstreamUnreachable
+from proxy.errors import (
+    MaskingUnavailable,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from proxy.masking import replace_request_texts, request_texts, restore_response
+from proxy.stores import request_store
 from proxy.streaming import StreamRestorer, encode_sse
 
 logger = logging.getLogger(__name__)
 
-# redis.asyncio connections belong to the event loop that opened them.
-_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncMappingStore] = (
-    weakref.WeakKeyDictionary()
-)
+UPSTREAM_ERRORS = (UpstreamError, UpstreamTimeout, UpstreamUnreachable)
 
 
-def _store() -> AsyncMappingStore:
-    loop = asyncio.get_running_loop()
-    store = _stores.get(loop)
-    if store is None:
-        store = _stores[loop] = build_async_store()
-    return store
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/\[\]-]{0,99}\Z")
+
+
+def model_label(model: Any) -> str:
+    """The model name as logs and audit rows may hold it: a name, never a value."""
+    if not isinstance(model, str) or not _MODEL_NAME.match(model):
+        return "(invalid)"
+    snapshot = loaded_snapshot()
+    if snapshot is not None and snapshot.find(model):
+        return "(masked)"
+    return model
 
 
 @dataclass
@@ -47,13 +61,20 @@ class ProxyCall:
     started: float = field(default_factory=time.monotonic)
     masked: MaskedTexts | None = None
 
+    def failed(self, error: ProxyError) -> AuditEntry:
+        return self.audit(
+            status=error.status,
+            error_type=error.error_type,
+            upstream_failed=isinstance(error, UPSTREAM_ERRORS),
+        )
+
     def audit(self, *, status: int, error_type: str = "", **extra: Any) -> AuditEntry:
         counts = dict(self.masked.counts) if self.masked else {}
         return AuditEntry(
             principal=self.principal,
             request_id=self.request_id,
             endpoint=self.endpoint,
-            model=str(self.body.get("model", ""))[:200],
+            model=model_label(self.body.get("model")),
             stream=bool(self.body.get("stream", False)),
             status=status,
             error_type=error_type,
@@ -65,7 +86,7 @@ class ProxyCall:
 
 async def mask_request(call: ProxyCall) -> dict[str, Any]:
     """The request with every text masked in the caller's namespace (fail closed)."""
-    store = _store()
+    store = request_store()
     try:
         snapshot = await arules_snapshot(store)
         texts = request_texts(call.body)
@@ -84,14 +105,14 @@ async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]
         upstream_started = time.monotonic()
         result = await upstream.create_message(masked_body, call.headers)
     except ProxyError as error:
-        await write_audit(call.audit(status=error.status, error_type=error.error_type))
+        write_audit_later(call.failed(error))
         raise
     upstream_ms = int((time.monotonic() - upstream_started) * 1000)
     restore = call.masked.restore if call.masked else {}
     if isinstance(result, dict):
         message, restored = restore_response(result, restore)
         usage = message.get("usage") or {}
-        await write_audit(
+        write_audit_later(
             call.audit(
                 status=200,
                 upstream_latency_ms=upstream_ms,
@@ -128,12 +149,13 @@ async def _restored_stream(
         )
     finally:
         await _close_quietly(stream)
-        await write_audit(
+        write_audit_later(
             call.audit(
                 status=status,
                 error_type=error_type,
                 upstream_latency_ms=upstream_ms,
                 restored_total=restorer.stats.restored,
+                upstream_failed=status != 200,
             )
         )
 
@@ -155,7 +177,7 @@ async def count_tokens(call: ProxyCall) -> dict[str, Any]:
         masked_body.pop("stream", None)
         result = await upstream.count_tokens(masked_body, call.headers)
     except ProxyError as error:
-        await write_audit(call.audit(status=error.status, error_type=error.error_type))
+        write_audit_later(call.failed(error))
         raise
-    await write_audit(call.audit(status=200, input_tokens=result.get("input_tokens")))
+    write_audit_later(call.audit(status=200, input_tokens=result.get("input_tokens")))
     return result

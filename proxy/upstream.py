@@ -32,6 +32,26 @@ logger = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
 litellm.drop_params = False
 
+
+def _route_litellm_logging() -> None:
+    # LiteLLM puts its own stream handler on its loggers at import. Removing it sends its
+    # records through the project's one root handler: same format, request ids, and levels
+    # from settings (LITELLM_LOG_LEVEL), so a DEBUG setting elsewhere cannot open it up.
+    level = getattr(settings, "LITELLM_LOG_LEVEL", "WARNING")
+    for name, name_level in (
+        ("LiteLLM", level),
+        ("LiteLLM Router", level),
+        ("LiteLLM Proxy", "CRITICAL"),
+    ):
+        litellm_logger = logging.getLogger(name)
+        for handler in list(litellm_logger.handlers):
+            litellm_logger.removeHandler(handler)
+        litellm_logger.propagate = True
+        litellm_logger.setLevel(name_level)
+
+
+_route_litellm_logging()
+
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 RELAYED_ERROR_HEADERS = ("retry-after", "request-id")
 _STATUS_TYPES = {
@@ -100,6 +120,22 @@ async def create_message(
         raise translate_error(exc) from None
     # A plain dict (non-streaming) or an async iterator of raw SSE bytes.
     return result  # type: ignore[no-any-return]
+
+
+async def probe(model: str, seconds: float) -> None:
+    """A minimal live call (one output token), for the deep health check."""
+    config = upstream_config()
+    try:
+        await litellm.anthropic.messages.acreate(
+            model=f"anthropic/{model}",
+            messages=[{"role": "user", "content": "ping"}],
+            max_tokens=1,
+            api_base=config.base_url,
+            api_key=config.api_key,
+            timeout=httpx.Timeout(seconds, connect=min(seconds, config.connect_timeout)),
+        )
+    except Exception as exc:  # noqa: BLE001 - see create_message
+        raise translate_error(exc) from None
 
 
 async def stream_bytes(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

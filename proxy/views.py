@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from adrf.views import APIView
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from proxy import services
+from config.logging import request_id_var
+from proxy import metrics, services
+from proxy.audit import write_audit_later
 from proxy.auth import ApiKeyAuthentication
-from proxy.errors import RequestTooLarge
+from proxy.errors import ProxyError, RequestTooLarge
+from proxy.health import health_report
+from proxy.keys import secret_matches
 from proxy.validation import parse_json_body, validate_messages_request
-
-
-def new_request_id() -> str:
-    return f"req_{secrets.token_hex(12)}"
 
 
 class _ProxyView(APIView):
@@ -28,35 +29,26 @@ class _ProxyView(APIView):
     permission_classes = (IsAuthenticated,)
     endpoint = ""
 
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # Before authentication, so that even a 401 carries its request id.
-        request.proxy_request_id = new_request_id()  # type: ignore[attr-defined]
-        super().initial(request, *args, **kwargs)
-
-    def finalize_response(
-        self, request: Request, response: HttpResponse, *args: Any, **kwargs: Any
-    ) -> HttpResponse:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        request_id = getattr(request, "proxy_request_id", "")
-        if request_id:
-            response["request-id"] = request_id
-        return response
-
     def _call(self, request: Request, *, count_tokens: bool = False) -> services.ProxyCall:
-        try:
-            raw = request.body
-        except RequestDataTooBig:
-            raise RequestTooLarge() from None
-        body = parse_json_body(raw)
-        validate_messages_request(body, count_tokens=count_tokens)
         principal: Any = request.user  # a KeyPrincipal: IsAuthenticated has run
-        return services.ProxyCall(
+        call = services.ProxyCall(
             principal=principal,
             endpoint=self.endpoint,
-            body=body,
+            body={},
             headers=request.headers,
-            request_id=request.proxy_request_id,  # type: ignore[attr-defined]
+            request_id=request_id_var.get(),
         )
+        try:
+            try:
+                raw = request.body
+            except RequestDataTooBig:
+                raise RequestTooLarge() from None
+            call.body = parse_json_body(raw)
+            validate_messages_request(call.body, count_tokens=count_tokens)
+        except ProxyError as error:
+            write_audit_later(call.failed(error))
+            raise
+        return call
 
 
 class MessagesView(_ProxyView):
@@ -78,3 +70,27 @@ class CountTokensView(_ProxyView):
 
     async def post(self, request: Request) -> HttpResponse:
         return Response(await services.count_tokens(self._call(request, count_tokens=True)))
+
+
+class HealthView(APIView):
+    """GET /health: component states; 200 when this process can serve, 503 when not."""
+
+    authentication_classes = (ApiKeyAuthentication,)
+
+    def get_permissions(self) -> list[Any]:
+        return [IsAuthenticated()] if settings.HEALTH_REQUIRES_KEY else []
+
+    async def get(self, request: Request) -> Response:
+        deep = request.query_params.get("deep", "") in {"1", "true", "yes"}
+        report, status = await health_report(deep=deep)
+        return Response(report, status=status)
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition; with METRICS_TOKEN set, only for Authorization: Bearer <token>."""
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secret_matches(given.strip(), token):
+            return HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
+    return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,7 @@ import uvicorn
 from django.test import override_settings
 
 from proxy.keys import generate_key
-from proxy.models import ApiKey
+from proxy.models import ApiKey, AuditRecord
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.fixtures import fake_anthropic  # noqa: F401  (a fixture)
 
@@ -75,3 +75,13 @@ def client(
 ) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=proxy_url, api_key=api_key.key, max_retries=0) as sdk:
         yield sdk
+
+
+def wait_for_audit(count: int = 1, timeout: float = 10.0) -> list[AuditRecord]:
+    """The audit records, once `count` of them exist (they are written in the background)."""
+    deadline = time.monotonic() + timeout
+    while AuditRecord.objects.count() < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    records = list(AuditRecord.objects.order_by("created_at"))
+    assert len(records) == count, f"{len(records)} audit records, expected {count}"
+    return records

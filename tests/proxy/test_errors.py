@@ -15,11 +15,13 @@ from django.utils import timezone
 
 from patterns.store import build_async_store
 from proxy import services
+from proxy.audit import drain_audit
 from proxy.auth import KeyPrincipal
 from proxy.errors import MaskingUnavailable
-from proxy.models import ApiKey, AuditRecord
+from proxy.models import ApiKey
+from proxy.stores import use_store
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey
+from tests.proxy.conftest import IssuedKey, wait_for_audit
 
 VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -179,7 +181,7 @@ def test_upstream_errors_keep_their_status_and_type(
     assert raised.value.body["error"]["type"] == error_type
     if status == 429:
         assert raised.value.response.headers["retry-after"] == "7"
-    record = AuditRecord.objects.get()
+    record = wait_for_audit()[0]
     assert (record.status, record.error_type) == (status, error_type)
 
 
@@ -237,16 +239,17 @@ def test_unreachable_redis_refuses_and_sends_nothing_upstream(
     async def run() -> None:
         with override_settings(CACHES=caches):
             store = build_async_store()
-        services._stores[asyncio.get_running_loop()] = store
+        use_store(store)
         try:
             await services.send_message(call)
         finally:
+            await drain_audit()
             await store.aclose()
 
     with pytest.raises(MaskingUnavailable):
         asyncio.run(run())
     assert upstream.requests == []
-    assert AuditRecord.objects.get().status == 503
+    assert wait_for_audit()[0].status == 503
 
 
 def test_truncated_stream_ends_with_an_sse_error_event(
@@ -264,5 +267,5 @@ def test_truncated_stream_ends_with_an_sse_error_event(
         text = response.read().decode()
     assert text.rstrip().splitlines()[-2] == "event: error"
     assert '"type":"api_error"' in text.replace(" ", "")
-    record = AuditRecord.objects.get()
+    record = wait_for_audit()[0]
     assert (record.status, record.stream) == (502, True)

@@ -10,7 +10,8 @@ THINKING = {"type": "thinking", "thinking": "i-0123456789abcdef0 is odd", "signa
 REQUEST: dict[str, Any] = {
     "model": "m",
     "max_tokens": 10,
-    "metadata": {"user_id": "u-1"},
+    "metadata": {"user_id": "u-1", "other": "kept"},
+    "stop_sequences": ["stop here", 5],
     "system": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}],
     "messages": [
         {"role": "system", "content": "mid-conversation system"},
@@ -65,7 +66,7 @@ REQUEST: dict[str, Any] = {
 EXPECTED_TEXTS = [
     "sys", "mid-conversation system", "plain", "assistant text", "cite", "ls", "a", "c",
     "result", "result string", "doc title", "doc body", "future text",
-    "tool description", "param description",
+    "tool description", "param description", "stop here", "u-1",
 ]  # fmt: skip
 
 
@@ -82,7 +83,8 @@ def test_replacing_texts_touches_nothing_else() -> None:
     assert masked["messages"][2]["content"][3]["input"]["n"] == 3
     assert masked["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert masked["tools"][0]["input_schema"]["properties"]["cmd"]["type"] == "string"
-    assert masked["metadata"] == {"user_id": "u-1"}
+    assert masked["metadata"] == {"user_id": "U-1", "other": "kept"}
+    assert masked["stop_sequences"] == ["STOP HERE", 5]
     assert request_texts(REQUEST) == EXPECTED_TEXTS  # the original is not modified
 
 

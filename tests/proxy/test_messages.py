@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
 
-from proxy.models import AuditRecord
 from tests.fakes.anthropic_upstream import SIGNATURE, THINKING_TEXT, FakeAnthropic
-from tests.proxy.conftest import MASTER_KEY, UPSTREAM_KEY, IssuedKey
+from tests.proxy.conftest import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
 from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
 SYSTEM = "You operate account 123456789012 behind 52.95.110.1."
@@ -52,7 +50,7 @@ def test_create_masks_what_the_provider_sees_and_restores_the_reply(
     assert "AWS_EC2_001" in sent["messages"][0]["content"]
     assert "AWS_ACCOUNT" in sent["system"] or "AWS_ACCOUNT" in json.dumps(sent["system"])
     assert upstream.requests[-1].headers["x-api-key"] == UPSTREAM_KEY
-    record = AuditRecord.objects.get()
+    record = wait_for_audit()[0]
     assert (record.api_key_id, record.status, record.endpoint) == (
         api_key.record.pk,
         200,
@@ -217,7 +215,7 @@ def test_spec_curl_example_with_the_master_key(
     assert response.status_code == 200, response.text
     assert response.json()["content"][0]["text"] == "You said: Analyze EC2 i-1234567890abcdef0"
     assert_nothing_leaked(upstream, ("i-1234567890abcdef0",))
-    assert AuditRecord.objects.get().namespace == "master"
+    assert wait_for_audit()[0].namespace == "master"
 
 
 def test_count_tokens_is_masked_and_counted_upstream(
@@ -269,9 +267,6 @@ def test_client_disconnect_mid_stream_still_leaves_an_audit_record(
         timeout=30,
     ) as response:
         assert next(response.iter_bytes())
-    deadline = time.monotonic() + 10
-    while not AuditRecord.objects.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    record = AuditRecord.objects.get()
+    record = wait_for_audit()[0]
     assert record.stream
     assert record.masked_total == 7 * 20
