@@ -1,10 +1,13 @@
-"""Root URL routes: the admin, and everything else from the proxy app."""
+"""Root URL routes: the admin, the dashboard, and everything else from the proxy app."""
 
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 
+from proxy.dashboard import dashboard
+
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
+    path("dashboard/", dashboard, name="dashboard"),
     path("", include("proxy.urls")),
 ]
 

@@ -16,7 +16,14 @@ FORBIDDEN_IN_PURE_CORE = ("django", "redis", "litellm", "rest_framework", "crypt
 
 @pytest.mark.parametrize(
     "module",
-    ["patterns.engine", "patterns.library", "proxy.keys", "proxy.masking", "proxy.streaming"],
+    [
+        "patterns.engine",
+        "patterns.library",
+        "proxy.charts",
+        "proxy.keys",
+        "proxy.masking",
+        "proxy.streaming",
+    ],
 )
 def test_pure_modules_load_no_framework_or_service_client(module: str) -> None:
     code = (
