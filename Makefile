@@ -93,6 +93,7 @@ test: $(STAMP) $(SECRET_DEPS)
 	step $(BIN)/mypy; \
 	step env DJANGO_SETTINGS_MODULE=tests.settings \
 	  $(BIN)/python manage.py makemigrations --check --dry-run; \
+	scripts/ensure-chromium; \
 	step $(BIN)/pytest
 
 bench: $(STAMP) $(SECRET_DEPS)

@@ -136,8 +136,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_change_in_admin_reaches_another_running_process() -> None:
+def test_a_change_in_admin_reaches_another_running_process(seeded_rules: None) -> None:
     user = User.objects.create_superuser("admin", "admin@invalid", "pw")
     client = Client()
     client.force_login(user)
