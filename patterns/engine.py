@@ -26,6 +26,11 @@ MAX_PREFIX_LENGTH = 32
 # not looked for there (account IDs, secret keys and bucket names are all shorter).
 MAX_CONTEXT_VALUE_LENGTH = 256
 SENSITIVE_TERM_PATTERN = "sensitive_term"
+# Text that already looks like one of our placeholders (a pasted masked answer, a log line)
+# is masked like a value: the provider then never sees a token that could be confused with
+# a placeholder of this request, and the literal text comes back unchanged.
+PLACEHOLDER_LITERAL_PATTERN = "placeholder_literal"
+PLACEHOLDER_LITERAL_PREFIX = "LITERAL"
 
 # A placeholder-shaped token: PREFIX_NNN. The pattern has no lookbehind: left boundaries
 # are checked in code, because in partial JSON an escape such as "\n" may precede a token.
@@ -323,6 +328,7 @@ class Snapshot:
     allowed: frozenset[str] = frozenset()
     version: str = ""
     prefixes: frozenset[str] = field(default=frozenset())
+    placeholder_literals: Any | None = None
 
     def find(self, text: str) -> tuple[Finding, ...]:
         """Every sensitive value in text, non-overlapping, in order of position.
@@ -339,6 +345,7 @@ class Snapshot:
             candidates.extend(self._find_pattern(compiled, subject))
         for terms in self.terms:
             candidates.extend(self._find_terms(terms, subject))
+        candidates.extend(self._find_placeholder_literals(subject))
         resolved = _resolve_overlaps(candidates)
         return resolved if subject.ascii else _to_character_offsets(subject, resolved)
 
@@ -403,6 +410,19 @@ class Snapshot:
             # RE2's case folding can differ from str.lower() on rare letters: still mask.
             spec = terms.specs.get(value if terms.case_sensitive else value.lower(), _ANY_TERM)
             yield Finding(start, end, value, SENSITIVE_TERM_PATTERN, spec.prefix, 0)
+
+    def _find_placeholder_literals(self, subject: _Subject) -> Iterator[Finding]:
+        if self.placeholder_literals is None:
+            return
+        for match in self.placeholder_literals.finditer(subject.data):
+            start, end = match.span()
+            if not subject.at_boundaries(start, end):
+                continue
+            value = subject.value(start, end)
+            if value not in self.allowed:
+                yield Finding(
+                    start, end, value, PLACEHOLDER_LITERAL_PATTERN, PLACEHOLDER_LITERAL_PREFIX, -1
+                )
 
 
 def _to_character_offsets(subject: _Subject, findings: Sequence[Finding]) -> tuple[Finding, ...]:
@@ -501,12 +521,15 @@ def build_snapshot(
         if t is not None
     )
     prefixes = frozenset(c.spec.prefix for c in compiled) | frozenset(t.prefix for t in term_list)
+    known = sorted(prefixes | {PLACEHOLDER_LITERAL_PREFIX}, key=len, reverse=True)
+    literals = _compile_for_bytes(f"(?:{'|'.join(re2.escape(p) for p in known)})_[0-9]{{3,}}")
     return Snapshot(
         patterns=tuple(compiled),
         terms=term_sets,
         allowed=frozenset(a for a in allowed if a),
         version=version,
         prefixes=prefixes,
+        placeholder_literals=literals,
     )
 
 

@@ -134,6 +134,18 @@ class TestFinding:
         assert build_snapshot([EC2]).find("") == ()
 
 
+class TestPlaceholderLiterals:
+    def test_text_shaped_like_our_placeholders_is_masked_and_comes_back_unchanged(self) -> None:
+        text = "Earlier answer: AWS_EC2_001 runs; now i-0123456789abcdef0. LITERAL_001 too."
+        masked, allocator = mask(text)
+        assert masked == "Earlier answer: LITERAL_001 runs; now AWS_EC2_001. LITERAL_002 too."
+        assert unmask(masked, allocator.restore_map) == text
+
+    def test_only_our_prefixes_count_as_placeholders(self) -> None:
+        text = "ISO_8601 and HTTP_500 and XAWS_EC2_001 stay"
+        assert mask(text)[0] == text
+
+
 class TestCompiling:
     @pytest.mark.parametrize(
         ("regex", "message"),
