@@ -68,6 +68,20 @@ return placeholders
 """
 
 
+# KEYS[1]: the sorted set of a key's open streams. ARGV: stream id, now, oldest start still
+# counted, limit. Streams whose process died are forgotten once older than the longest
+# possible stream. Returns 1 when the stream may start.
+_ACQUIRE_STREAM_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) - tonumber(ARGV[3])) + 60)
+return 1
+"""
+
+
 class MappingStoreUnavailable(Exception):
     """Redis could not be reached or answered in time: callers must fail closed."""
 
@@ -242,6 +256,7 @@ class AsyncMappingStore:
         self._ttl = ttl
         self._keys = _KeyScheme(key_prefix)
         self._allocate = client.register_script(_ALLOCATE_LUA)
+        self._acquire_stream = client.register_script(_ACQUIRE_STREAM_LUA)
 
     async def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
         """value -> placeholder for each value (existing or new), in one round trip."""
@@ -273,6 +288,39 @@ class AsyncMappingStore:
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
         return _decode(token or b"")
+
+    async def count_request(self, key_id: str, *, now: float) -> int:
+        """How many requests this key made in the current minute, this one included."""
+        window = int(now // 60)
+        name = f"{self._keys.key_prefix}:ratelimit:{key_id}:{window}"
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.incr(name)
+                pipe.expire(name, 120)
+                count, _ = await pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return int(count)
+
+    async def acquire_stream(
+        self, key_id: str, stream_id: str, *, limit: int, now: float, max_age: float
+    ) -> bool:
+        """Take one of the key's stream slots; False when all `limit` are taken."""
+        name = f"{self._keys.key_prefix}:streams:{key_id}"
+        try:
+            taken = await self._acquire_stream(
+                keys=[name], args=[stream_id, now, now - max_age, limit]
+            )
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return bool(taken)
+
+    async def release_stream(self, key_id: str, stream_id: str) -> None:
+        try:
+            await self._client.zrem(f"{self._keys.key_prefix}:streams:{key_id}", stream_id)
+        except redis.RedisError as exc:
+            # The slot frees itself once older than the longest stream; say so, go on.
+            logger.warning("stream slot not released: %s", type(exc).__name__)
 
     async def ping(self) -> None:
         """Raise MappingStoreUnavailable unless Redis answers."""

@@ -39,7 +39,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ("name", "prefix", "namespace")
     ordering = ("-created_at",)
     readonly_fields = ("prefix", "revoked_at", "created_at", "last_used_at")
-    fields = ("name", "namespace", "enabled", "expires_at", *readonly_fields)
+    fields = (
+        "name",
+        "namespace",
+        "enabled",
+        "expires_at",
+        "rate_limit_per_minute",
+        "max_concurrent_streams",
+        *readonly_fields,
+    )
     actions = (revoke_keys,)
 
     def save_model(

@@ -27,6 +27,8 @@ class KeyPrincipal:
     name: str
     prefix: str
     namespace: str
+    rate_limit_per_minute: int | None = None
+    max_concurrent_streams: int | None = None
 
     # DRF's IsAuthenticated reads this.
     is_authenticated = True
@@ -64,6 +66,8 @@ def authenticate_key(key: str) -> KeyPrincipal:
         name=api_key.name,
         prefix=api_key.prefix,
         namespace=api_key.effective_namespace,
+        rate_limit_per_minute=api_key.rate_limit_per_minute,
+        max_concurrent_streams=api_key.max_concurrent_streams,
     )
 
 

@@ -64,6 +64,11 @@ class RequestTooLarge(ProxyError):
     default_message = "The request body is too large."
 
 
+class RateLimited(ProxyError):
+    status, error_type = 429, "rate_limit_error"
+    default_message = "This API key has reached its rate limit."
+
+
 class MaskingUnavailable(ProxyError):
     status, error_type = 503, "api_error"
     default_message = "Masking is unavailable right now; the request was not sent upstream."

@@ -21,6 +21,12 @@ class ApiKey(models.Model):
         help_text="Keys in one namespace share placeholders. Empty: this key's own namespace.",
     )
     enabled = models.BooleanField(default=True)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Requests per minute; empty for no limit."
+    )
+    max_concurrent_streams = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Streams open at once; empty for no limit."
+    )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

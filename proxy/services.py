@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
+
 from patterns.services import (
     MaskedTexts,
     RulesUnavailable,
@@ -23,6 +25,7 @@ from proxy.auth import KeyPrincipal
 from proxy.errors import (
     MaskingUnavailable,
     ProxyError,
+    RateLimited,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
@@ -98,13 +101,60 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
     return replace_request_texts(call.body, iter(call.masked.texts))
 
 
+async def admit(call: ProxyCall) -> None:
+    """Enforce the key's requests-per-minute limit (one Redis round trip, only when set)."""
+    limit = call.principal.rate_limit_per_minute
+    if limit is None:
+        return
+    now = time.time()
+    try:
+        count = await request_store().count_request(call.principal.prefix, now=now)
+    except MappingStoreUnavailable:
+        raise MaskingUnavailable() from None
+    if count > limit:
+        retry_after = str(60 - int(now % 60))
+        raise RateLimited(
+            f"This API key may send {limit} requests a minute.",
+            headers={"retry-after": retry_after},
+        )
+
+
+async def _take_stream_slot(call: ProxyCall) -> bool:
+    """Take a stream slot when the key has a cap; True when one must be released later."""
+    limit = call.principal.max_concurrent_streams
+    if limit is None or not call.body.get("stream"):
+        return False
+    try:
+        taken = await request_store().acquire_stream(
+            call.principal.prefix,
+            call.request_id,
+            limit=limit,
+            now=time.time(),
+            max_age=settings.PROXY_UPSTREAM_TIMEOUT + 60,
+        )
+    except MappingStoreUnavailable:
+        raise MaskingUnavailable() from None
+    if not taken:
+        raise RateLimited(f"This API key may have {limit} streams open at once.")
+    return True
+
+
+async def _release_stream_slot(call: ProxyCall) -> None:
+    await request_store().release_stream(call.principal.prefix, call.request_id)
+
+
 async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]:
     """Messages: a restored message object, or an SSE byte stream restored as it flows."""
+    slot = False
     try:
+        await admit(call)
+        slot = await _take_stream_slot(call)
         masked_body = await mask_request(call)
         upstream_started = time.monotonic()
         result = await upstream.create_message(masked_body, call.headers)
     except ProxyError as error:
+        if slot:
+            await _release_stream_slot(call)
         write_audit_later(call.failed(error))
         raise
     upstream_ms = int((time.monotonic() - upstream_started) * 1000)
@@ -122,11 +172,16 @@ async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]
             )
         )
         return message
-    return _restored_stream(call, result, restore, upstream_ms)
+    return _restored_stream(call, result, restore, upstream_ms, slot=slot)
 
 
 async def _restored_stream(
-    call: ProxyCall, stream: AsyncIterator[bytes], restore: Mapping[str, str], upstream_ms: int
+    call: ProxyCall,
+    stream: AsyncIterator[bytes],
+    restore: Mapping[str, str],
+    upstream_ms: int,
+    *,
+    slot: bool,
 ) -> AsyncIterator[bytes]:
     restorer = StreamRestorer(restore)
     status, error_type = 200, ""
@@ -149,6 +204,8 @@ async def _restored_stream(
         )
     finally:
         await _close_quietly(stream)
+        if slot:
+            await _release_stream_slot(call)
         write_audit_later(
             call.audit(
                 status=status,
@@ -172,6 +229,7 @@ async def _close_quietly(stream: AsyncIterator[bytes]) -> None:
 async def count_tokens(call: ProxyCall) -> dict[str, Any]:
     """count_tokens on the masked request: the provider counts what it would read."""
     try:
+        await admit(call)
         masked_body = await mask_request(call)
         masked_body.pop("max_tokens", None)
         masked_body.pop("stream", None)

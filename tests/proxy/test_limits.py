@@ -1,0 +1,55 @@
+"""Per-key limits: requests per minute and streams open at once, answered with 429."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import httpx
+
+from proxy.models import ApiKey
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.proxy.conftest import IssuedKey
+
+BODY = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _post(proxy_url: str, key: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{proxy_url}/v1/messages", json=body, headers={"x-api-key": key}, timeout=30)
+
+
+def test_requests_over_the_per_minute_limit_get_429_and_are_not_forwarded(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    ApiKey.objects.filter(pk=api_key.record.pk).update(rate_limit_per_minute=2)
+    statuses = [_post(proxy_url, api_key.key, BODY).status_code for _ in range(2)]
+    refused = _post(proxy_url, api_key.key, BODY)
+    assert statuses == [200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert len(upstream.requests) == 2
+
+
+def test_streams_over_the_cap_get_429_and_slots_free_up(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    ApiKey.objects.filter(pk=api_key.record.pk).update(max_concurrent_streams=1)
+    slow = {**BODY, "model": "fake-slow", "stream": True}
+    first: list[int] = []
+    holder = threading.Thread(
+        target=lambda: first.append(_post(proxy_url, api_key.key, slow).status_code)
+    )
+    holder.start()
+    try:
+        deadline = threading.Event()
+        while not upstream.requests and not deadline.wait(0.02):
+            pass
+        second = _post(proxy_url, api_key.key, {**BODY, "stream": True})
+        assert second.status_code == 429
+        assert "streams open at once" in second.json()["error"]["message"]
+        assert _post(proxy_url, api_key.key, BODY).status_code == 200  # not a stream: allowed
+    finally:
+        holder.join(timeout=30)
+    assert first == [200]
+    assert _post(proxy_url, api_key.key, {**BODY, "stream": True}).status_code == 200
