@@ -23,6 +23,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not memory: some tests start other processes that must see the test database.
     (BASE_DIR / ".run").mkdir(exist_ok=True)  # noqa: F405
+    # The live server's threads write audit rows while tests write theirs: wait for locks.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(BASE_DIR / ".run" / f"{CACHES['default']['KEY_PREFIX']}.sqlite3")  # noqa: F405
     }

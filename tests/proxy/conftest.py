@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 from django.test import override_settings
 
+from proxy import audit
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -64,9 +65,14 @@ def api_key(seeded_rules: None) -> IssuedKey:
 
 
 @pytest.fixture
-def upstream(fake_anthropic: FakeAnthropic) -> FakeAnthropic:  # noqa: F811
+def upstream(fake_anthropic: FakeAnthropic) -> Iterator[FakeAnthropic]:  # noqa: F811
     fake_anthropic.clear()
-    return fake_anthropic
+    yield fake_anthropic
+    # Audit rows are written in the background: let them land before the database is
+    # flushed for the next test.
+    deadline = time.monotonic() + 10
+    while audit._pending and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture
