@@ -9,21 +9,38 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from patterns.engine import unmask_counted
+from patterns.engine import PLACEHOLDER_LITERAL_PATTERN, Snapshot, unmask_counted
 
 TextMap = Callable[[str], str]
 
 # Signed by the provider: any change breaks the signature, so they pass byte for byte.
-UNTOUCHED_BLOCKS = frozenset({"thinking", "redacted_thinking", "image"})
-# Fields of unknown blocks that identify or sign rather than say something.
+# (An image's bytes pass too, through the binary-source rule below; any other field of an
+# image block is masked like text.)
+UNTOUCHED_BLOCKS = ("thinking", "redacted_thinking")  # tuples: a client's "type" may not hash
+# Fields of blocks that identify, sign or describe a format rather than say something.
 _STRUCTURAL_KEYS = frozenset(
     {"type", "id", "tool_use_id", "signature", "cache_control", "media_type"}
 )
+# Document sources that carry bytes or point elsewhere: nothing in them is text to read.
+BINARY_SOURCES = ("base64", "url", "file")
+
+
+# Top-level fields whose strings are names, flags or settings rather than text to read.
+_SETTING_FIELDS = frozenset(
+    {"model", "max_tokens", "stream", "temperature", "top_p", "top_k", "tool_choice",
+     "thinking", "service_tier", "cache_control", "context_management", "output_config",
+     "container", "mcp_servers"}
+)  # fmt: skip
+_KNOWN_FIELDS = _SETTING_FIELDS | {"system", "messages", "tools", "stop_sequences", "metadata"}
 
 
 def map_request_texts(body: Mapping[str, Any], fn: TextMap) -> dict[str, Any]:
-    """A copy of the request with fn applied to every text the provider reads, in order."""
-    result = dict(body)
+    """A copy of the request with fn applied to every text the provider reads, in order.
+
+    Fields this module does not know are treated as text: every string in them (dictionary
+    keys included) is masked, since the provider might read it.
+    """
+    result = {k: v if k in _KNOWN_FIELDS else map_leaves(v, fn) for k, v in body.items()}
     if "system" in body:
         result["system"] = _map_content(body["system"], fn)
     if isinstance(body.get("messages"), list):
@@ -74,40 +91,29 @@ def _map_content(content: Any, fn: TextMap) -> Any:
 
 
 def _map_block(block: Any, fn: TextMap) -> Any:
-    if not isinstance(block, dict):
+    # Every field of a block is text to mask unless it identifies, signs or carries binary
+    # data: fields we do not know (a new block type, an odd shape) fail closed, masked.
+    if not isinstance(block, dict) or block.get("type") in UNTOUCHED_BLOCKS:
         return block
-    kind = block.get("type")
-    if kind in UNTOUCHED_BLOCKS:
-        return block
-    if kind == "text":
-        # Citations quote documents: their text is the provider's to read as well.
-        result = _with(block, "text", fn)
-        if "citations" in block:
-            result["citations"] = map_leaves(block["citations"], fn)
-        return result
-    if kind in ("tool_use", "server_tool_use"):
-        return {**block, "input": map_leaves(block.get("input"), fn)} if "input" in block else block
-    if kind == "tool_result":
-        return (
-            {**block, "content": _map_content(block["content"], fn)}
-            if "content" in block
-            else block
-        )
-    if kind == "document":
-        return _map_document(block, fn)
-    # A block type we do not know yet: mask every string the provider could read in it.
-    return {k: v if k in _STRUCTURAL_KEYS else map_leaves(v, fn) for k, v in block.items()}
-
-
-def _map_document(block: dict[str, Any], fn: TextMap) -> dict[str, Any]:
-    result = _with(_with(block, "title", fn), "context", fn)
-    source = block.get("source")
-    if isinstance(source, dict):
-        if source.get("type") == "text":
-            result["source"] = _with(source, "data", fn)
-        elif source.get("type") == "content":
-            result["source"] = {**source, "content": _map_content(source.get("content"), fn)}
+    result: dict[str, Any] = {}
+    for key, value in block.items():
+        if key in _STRUCTURAL_KEYS:
+            result[key] = value
+        elif key == "content" and isinstance(value, str | list):
+            result[key] = _map_content(value, fn)
+        elif key == "source" and isinstance(value, dict):
+            result[key] = _map_source(value, fn)
+        else:
+            result[key] = map_leaves(value, fn)
     return result
+
+
+def _map_source(source: dict[str, Any], fn: TextMap) -> dict[str, Any]:
+    if source.get("type") in BINARY_SOURCES:
+        return source
+    if source.get("type") == "content":
+        return {**source, "content": _map_content(source.get("content"), fn)}
+    return {k: v if k in _STRUCTURAL_KEYS else map_leaves(v, fn) for k, v in source.items()}
 
 
 def _map_tool(tool: Any, fn: TextMap) -> Any:
@@ -137,13 +143,14 @@ def _with(block: dict[str, Any], key: str, fn: TextMap) -> dict[str, Any]:
 
 
 def map_leaves(value: Any, fn: TextMap) -> Any:
-    """value with fn applied to every string leaf (dict keys are left alone)."""
+    """value with fn applied to every string in it, dictionary keys included."""
     if isinstance(value, str):
         return fn(value)
     if isinstance(value, list):
         return [map_leaves(item, fn) for item in value]
     if isinstance(value, dict):
-        return {k: map_leaves(v, fn) for k, v in value.items()}
+        # Keys too: a tool input such as {"i-0123456789abcdef0": "running"} says as much.
+        return {fn(k) if isinstance(k, str) else k: map_leaves(v, fn) for k, v in value.items()}
     return value
 
 
@@ -169,3 +176,31 @@ def _restore_block(block: Any, fn: TextMap) -> Any:
     if not isinstance(block, dict) or block.get("type") in UNTOUCHED_BLOCKS:
         return block
     return {k: v if k in _STRUCTURAL_KEYS else map_leaves(v, fn) for k, v in block.items()}
+
+
+def unmaskable_leftovers(body: Mapping[str, Any], snapshot: Snapshot) -> str | None:
+    """The path of the first string in a masked request that still holds a value, if any.
+
+    The last line of defence: identifiers, block types, model names and tool names are not
+    masked (the provider needs them as they are), so a value there must stop the request.
+    Signed thinking blocks and binary sources are not searched: they pass untouched.
+    """
+    for path, text in _strings(body, "body"):
+        if any(f.pattern != PLACEHOLDER_LITERAL_PATTERN for f in snapshot.find(text)):
+            return path
+    return None
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}.{index}")
+    elif isinstance(value, dict):
+        if value.get("type") in UNTOUCHED_BLOCKS or value.get("type") in BINARY_SOURCES:
+            return
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield f"{path} (a key)", key
+            yield from _strings(item, f"{path}.{key}")

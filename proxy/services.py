@@ -23,6 +23,7 @@ from proxy import upstream
 from proxy.audit import AuditEntry, write_audit_later
 from proxy.auth import KeyPrincipal
 from proxy.errors import (
+    InvalidRequest,
     MaskingUnavailable,
     ProxyError,
     RateLimited,
@@ -30,13 +31,22 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from proxy.masking import replace_request_texts, request_texts, restore_response
+from proxy.masking import (
+    replace_request_texts,
+    request_texts,
+    restore_response,
+    unmaskable_leftovers,
+)
 from proxy.stores import request_store
 from proxy.streaming import StreamRestorer, encode_sse
 
 logger = logging.getLogger(__name__)
 
 UPSTREAM_ERRORS = (UpstreamError, UpstreamTimeout, UpstreamUnreachable)
+# What Anthropic's count_tokens accepts; the rest of a Messages body is not sent there.
+COUNTED_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
+)
 
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/\[\]-]{0,99}\Z")
@@ -98,7 +108,11 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
         )
     except (MappingStoreUnavailable, RulesUnavailable):
         raise MaskingUnavailable() from None
-    return replace_request_texts(call.body, iter(call.masked.texts))
+    masked = replace_request_texts(call.body, iter(call.masked.texts))
+    leftover = unmaskable_leftovers(masked, snapshot)
+    if leftover is not None:
+        raise InvalidRequest(f"{leftover}: holds a sensitive value where it cannot be masked.")
+    return masked
 
 
 async def admit(call: ProxyCall) -> None:
@@ -230,9 +244,7 @@ async def count_tokens(call: ProxyCall) -> dict[str, Any]:
     """count_tokens on the masked request: the provider counts what it would read."""
     try:
         await admit(call)
-        masked_body = await mask_request(call)
-        masked_body.pop("max_tokens", None)
-        masked_body.pop("stream", None)
+        masked_body = {k: v for k, v in (await mask_request(call)).items() if k in COUNTED_FIELDS}
         result = await upstream.count_tokens(masked_body, call.headers)
     except ProxyError as error:
         write_audit_later(call.failed(error))

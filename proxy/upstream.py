@@ -17,7 +17,13 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from proxy.errors import ProxyError, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from proxy.errors import (
+    InvalidRequest,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 # LiteLLM reads these at import: no price-map download, no .env loading (settings set them
 # too; this keeps the module safe to import first).
@@ -189,6 +195,11 @@ def translate_error(exc: BaseException) -> ProxyError:
         return _from_status(real_status, message, upstream_headers)
     if isinstance(exc, (httpx.HTTPError, litellm_errors.APIConnectionError)):
         return UpstreamUnreachable()
+    if isinstance(exc, (TypeError, ValueError, KeyError, AttributeError)):
+        # Raised while LiteLLM translated the request, before anything was sent: the shape
+        # of the request is the cause.
+        logger.warning("request could not be translated: %s", type(exc).__name__)
+        return InvalidRequest("The request could not be translated for the provider.")
     logger.error("upstream call failed: %s", type(exc).__name__)
     return UpstreamUnreachable()
 

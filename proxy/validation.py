@@ -20,7 +20,7 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise InvalidRequest("The request body is empty; a JSON object is required.")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
@@ -34,6 +34,11 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     if _depth(body) > MAX_NESTING:
         raise InvalidRequest(f"The request body is nested deeper than {MAX_NESTING} levels.")
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are Python's extension, not JSON: no provider accepts them.
+    raise InvalidRequest(f"The request body is not valid JSON: {name} is not a JSON value.")
 
 
 def _depth(value: Any) -> int:
@@ -72,12 +77,47 @@ def validate_messages_request(body: dict[str, Any], *, count_tokens: bool = Fals
         _validate_message(index, message)
     if "system" in body:
         _validate_content(body["system"], "system", allow_empty=True)
+    _validate_settings(body)
+
+
+# Optional fields LiteLLM reads: a wrong type there must be the client's 400, not a crash.
+_OBJECT_FIELDS = ("metadata", "tool_choice", "thinking", "context_management", "output_config")
+_NUMBER_FIELDS = ("temperature", "top_p", "top_k")
+
+
+def _validate_settings(body: dict[str, Any]) -> None:
+    for name in _OBJECT_FIELDS:
+        if name in body:
+            _require(isinstance(body[name], dict), f"{name}: must be an object.")
+    for name in _NUMBER_FIELDS:
+        if name in body:
+            value = body[name]
+            _require(
+                isinstance(value, int | float) and not isinstance(value, bool),
+                f"{name}: must be a number.",
+            )
+    if "tools" in body:
+        tools = body["tools"]
+        _require(
+            isinstance(tools, list) and all(isinstance(t, dict) for t in tools),
+            "tools: must be a list of tool objects.",
+        )
+    if "stop_sequences" in body:
+        stops = body["stop_sequences"]
+        _require(
+            isinstance(stops, list) and all(isinstance(s, str) for s in stops),
+            "stop_sequences: must be a list of strings.",
+        )
 
 
 def _validate_message(index: int, message: Any) -> None:
     where = f"messages.{index}"
     _require(isinstance(message, dict), f"{where}: must be an object.")
-    _require(message.get("role") in ROLES, f"{where}.role: must be one of user, assistant, system.")
+    role = message.get("role")
+    _require(
+        isinstance(role, str) and role in ROLES,
+        f"{where}.role: must be one of user, assistant, system.",
+    )
     _require("content" in message, f"{where}.content: is required.")
     _validate_content(message["content"], f"{where}.content", allow_empty=True)
 

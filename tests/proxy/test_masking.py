@@ -64,10 +64,23 @@ REQUEST: dict[str, Any] = {
     ],
 }
 EXPECTED_TEXTS = [
-    "sys", "mid-conversation system", "plain", "assistant text", "cite", "ls", "a", "c",
-    "result", "result string", "doc title", "doc body", "future text",
-    "tool description", "param description", "stop here", "u-1",
+    "sys", "mid-conversation system", "plain", "assistant text", "cited_text", "cite",
+    "bash", "cmd", "ls", "args", "a", "b", "c", "n", "result", "result string", "doc title",
+    "doc body", "note", "future text", "tool description", "param description", "stop here",
+    "u-1",
 ]  # fmt: skip
+
+
+def test_odd_fields_of_known_blocks_are_masked_too() -> None:
+    body = {"messages": [{"role": "user", "content": [{"type": "document", "data": "x1"}]}]}
+    assert request_texts(body) == ["x1"]
+    image = {"type": "document", "source": {"type": "base64", "media_type": "x", "data": "QUJD"}}
+    assert request_texts({"messages": [{"role": "user", "content": [image]}]}) == []
+
+
+def test_unknown_top_level_fields_are_masked_keys_included() -> None:
+    body = {**REQUEST, "future": {"i-0123456789abcdef0": ["x"]}}
+    assert request_texts(body)[:2] == ["i-0123456789abcdef0", "x"]
 
 
 def test_every_text_the_provider_reads_is_listed_in_order() -> None:
@@ -80,7 +93,7 @@ def test_replacing_texts_touches_nothing_else() -> None:
     assert masked["messages"][2]["content"][0] is THINKING  # signed: byte for byte
     assert masked["messages"][2]["content"][1] == {"type": "redacted_thinking", "data": "opaque"}
     assert masked["messages"][3]["content"][2] == REQUEST["messages"][3]["content"][2]
-    assert masked["messages"][2]["content"][3]["input"]["n"] == 3
+    assert masked["messages"][2]["content"][3]["input"]["N"] == 3  # keys are texts too
     assert masked["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert masked["tools"][0]["input_schema"]["properties"]["cmd"]["type"] == "string"
     assert masked["metadata"] == {"user_id": "U-1", "other": "kept"}
