@@ -1,29 +1,34 @@
-"""Engine speed: mask and unmask with the full default library vs a plain Python `re` floor.
+"""Engine speed: mask and unmask with the full default library vs a `re` floor and Presidio.
 
 The floor is one single-pass scan with Python's `re` over an alternation of the same
-regexes: the least any regex-based masker must spend. Figures are medians of repeated runs
-measured side by side in one process, so the ratio holds even on a noisy machine.
+regexes: the least any regex-based masker must spend. Presidio (optional, see
+bench/presidio_bench.py) runs the same regexes through its analyzer and anonymizer.
+Figures are medians of repeated runs measured side by side in one process, so the ratios
+hold even on a noisy machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
+import math
 import random
 import re
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
+from bench import presidio_bench
+from bench.presidio_bench import PresidioMasker
+from bench.report import Report, Row, RunOptions
 from patterns.engine import LocalAllocator, Snapshot, build_snapshot, unmask
 from patterns.library import DEFAULT_PATTERNS
 
 SIZES = ((1_000, 10), (100_000, 1_000), (1_000_000, 10_000))
-COMMAND = "make bench  (or: .venv/bin/python -m bench --repeat N)"
-RESULTS = Path(__file__).resolve().parent / "results-engine.json"
+DEFAULT_REPEAT = 9
+# Presidio takes seconds per megabyte: fewer runs of it (its own median).
+PRESIDIO_REPEAT = {1_000: 9, 100_000: 3, 1_000_000: 3}
+FLOOR_GOAL = 2.0  # mask within 2x of the floor at 1 MB
+PRESIDIO_GOAL = 25.0  # at least 25x faster than Presidio at 1 MB
 
 FILLER_TEXT = (
     "the instance in region was restarted after the health check failed and traffic "
@@ -91,7 +96,7 @@ def _median_seconds(function: Callable[[], object], repeat: int) -> float:
 
 
 @dataclass(frozen=True)
-class Row:
+class Measurement:
     size_bytes: int
     values: int
     found: int
@@ -102,10 +107,33 @@ class Row:
     unmask_mb_s: float
     floor_mb_s: float
     mask_to_floor: float
-    command: str
+    presidio_found: int | None = None
+    presidio_mask_ms: float | None = None
+    presidio_unmask_ms: float | None = None
+    presidio_runs: int = 0
+
+    @property
+    def presidio_to_mask(self) -> float | None:
+        if self.presidio_mask_ms is None:
+            return None
+        return round(self.presidio_mask_ms / self.mask_ms, 1)
+
+    @property
+    def presidio_to_unmask(self) -> float | None:
+        if self.presidio_unmask_ms is None:
+            return None
+        return round(self.presidio_unmask_ms / self.unmask_ms, 1)
 
 
-def measure(snapshot: Snapshot, floor: re.Pattern[str], size: int, values: int, repeat: int) -> Row:
+def measure(
+    snapshot: Snapshot,
+    floor: re.Pattern[str],
+    size: int,
+    values: int,
+    repeat: int,
+    presidio: PresidioMasker | None = None,
+    presidio_repeat: int = 1,
+) -> Measurement:
     text = generate_text(size, values)
     allocator = LocalAllocator()
     result = snapshot.mask(text, allocator)  # warm-up, and the placeholders for unmask
@@ -114,7 +142,7 @@ def measure(snapshot: Snapshot, floor: re.Pattern[str], size: int, values: int, 
     unmask_s = _median_seconds(lambda: unmask(result.text, restore), repeat)
     floor_s = _median_seconds(lambda: sum(1 for _ in floor.finditer(text)), repeat)
     megabytes = len(text.encode()) / 1e6
-    return Row(
+    measurement = Measurement(
         size_bytes=len(text.encode()),
         values=values,
         found=len(result.findings),
@@ -125,21 +153,64 @@ def measure(snapshot: Snapshot, floor: re.Pattern[str], size: int, values: int, 
         unmask_mb_s=round(megabytes / unmask_s, 1),
         floor_mb_s=round(megabytes / floor_s, 1),
         mask_to_floor=round(mask_s / floor_s, 2),
-        command=COMMAND,
+    )
+    if presidio is None:
+        return measurement
+    masked = presidio.mask(text)  # warm-up (compiles its regexes), and the items to restore
+    if presidio.unmask(masked) != text:
+        raise RuntimeError("Presidio did not restore the text it masked.")
+    presidio_mask_s = _median_seconds(lambda: presidio.mask(text), presidio_repeat)
+    presidio_unmask_s = _median_seconds(lambda: presidio.unmask(masked), presidio_repeat)
+    return replace(
+        measurement,
+        presidio_found=len(masked.items),
+        presidio_mask_ms=round(presidio_mask_s * 1e3, 1),
+        presidio_unmask_ms=round(presidio_unmask_s * 1e3, 1),
+        presidio_runs=presidio_repeat,
     )
 
 
-def main(argv: list[str]) -> list[Row]:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--repeat", type=int, default=9, help="runs per figure (median)")
-    args = parser.parse_args(argv)
+def run(options: RunOptions, report: Report) -> None:
+    """Measure every size, print the detailed table, and add the goal rows to the report."""
+    repeat = options.repeat or (3 if options.quick else DEFAULT_REPEAT)
     snapshot = build_snapshot(entry.to_spec() for entry in DEFAULT_PATTERNS)
     floor, floor_patterns = floor_regex()
-    rows = [measure(snapshot, floor, size, values, args.repeat) for size, values in SIZES]
+    presidio, presidio_missing = presidio_bench.load()
+    measurements = [
+        measure(
+            snapshot,
+            floor,
+            size,
+            values,
+            repeat,
+            presidio,
+            1 if options.quick else PRESIDIO_REPEAT[size],
+        )
+        for size, values in SIZES
+    ]
+    presidio_label = (
+        f"Presidio {presidio.version}, {presidio.patterns} regex recognizers"
+        if presidio
+        else f"Presidio {presidio_missing}"
+    )
+    presidio_runs = ", ".join(str(m.presidio_runs) for m in measurements)
     print(
         f"Engine vs Python re floor ({len(snapshot.patterns)} patterns; floor uses "
-        f"{floor_patterns}); median of {args.repeat} runs; Python {platform.python_version()}"
+        f"{floor_patterns}) and {presidio_label}; median of {repeat} runs "
+        f"(Presidio: {presidio_runs} by size)"
     )
+    _print_details(measurements)
+    report.details["engine"] = {
+        "patterns": len(snapshot.patterns),
+        "floor_patterns": floor_patterns,
+        "presidio": presidio.version if presidio else presidio_missing,
+        "repeat": repeat,
+        "sizes": [{**asdict(m), "presidio_to_mask": m.presidio_to_mask} for m in measurements],
+    }
+    report.add(_rows(options, measurements, presidio_missing))
+
+
+def _print_details(measurements: list[Measurement]) -> None:
     header = (
         "size",
         "IDs",
@@ -149,34 +220,88 @@ def main(argv: list[str]) -> list[Row]:
         "unmask ms",
         "MB/s",
         "floor ms",
-        "MB/s",
         "mask/floor",
+        "presidio ms",
+        "restore ms",
+        "presidio/us",
     )
-    print("  ".join(f"{h:>10}" for h in header))
-    for row in rows:
+    print("  ".join(f"{h:>11}" for h in header))
+    for m in measurements:
         cells = (
-            f"{row.size_bytes:,}",
-            row.values,
-            row.found,
-            row.mask_ms,
-            row.mask_mb_s,
-            row.unmask_ms,
-            row.unmask_mb_s,
-            row.floor_ms,
-            row.floor_mb_s,
-            f"{row.mask_to_floor}x",
+            f"{m.size_bytes:,}",
+            m.values,
+            m.found,
+            m.mask_ms,
+            m.mask_mb_s,
+            m.unmask_ms,
+            m.unmask_mb_s,
+            m.floor_ms,
+            f"{m.mask_to_floor}x",
+            "-" if m.presidio_mask_ms is None else m.presidio_mask_ms,
+            "-" if m.presidio_unmask_ms is None else m.presidio_unmask_ms,
+            "-" if m.presidio_to_mask is None else f"{m.presidio_to_mask}x",
         )
-        print("  ".join(f"{c!s:>10}" for c in cells))
-    print(f"target: mask within 2x of the floor at 1 MB; reproduce with: {COMMAND}")
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "engine",
-                "machine": platform.platform(),
-                "rows": [asdict(r) for r in rows],
-            },
-            indent=2,
+        print("  ".join(f"{c!s:>11}" for c in cells))
+    print()
+
+
+def _label(m: Measurement) -> str:
+    kilobytes = 10 ** round(math.log10(m.size_bytes / 1000))  # as asked: 1, 100, 1,000 KB
+    size = f"{kilobytes / 1000:g} MB" if kilobytes >= 1000 else f"{kilobytes:g} KB"
+    return f"{size}, {m.values:,} IDs"
+
+
+def _rows(options: RunOptions, measurements: list[Measurement], presidio_missing: str) -> list[Row]:
+    command = options.command("engine")
+    rows = [
+        Row(
+            name=f"engine: mask {_label(m)}",
+            figure=m.mask_ms,
+            unit="ms",
+            goal="",
+            met=None,
+            command=command,
+            note=(
+                f"unmask {format_ms(m.unmask_ms)}, re floor {format_ms(m.floor_ms)} "
+                f"({m.mask_to_floor}x), Presidio "
+                + (presidio_missing if m.presidio_to_mask is None else f"{m.presidio_to_mask}x")
+            ),
+        )
+        for m in measurements
+    ]
+    largest = measurements[-1]
+    rows.append(
+        Row(
+            name=f"engine: mask / re floor, {_label(largest)}",
+            figure=largest.mask_to_floor,
+            unit="x",
+            goal=f"<= {FLOOR_GOAL:g}x",
+            met=largest.mask_to_floor <= FLOOR_GOAL,
+            command=command,
         )
     )
-    print(f"written: {RESULTS.name}")
+    ratio = largest.presidio_to_mask
+    rows.append(
+        Row(
+            name=f"engine: Presidio mask / ours, {_label(largest)}",
+            figure=ratio,
+            unit="x",
+            goal=f">= {PRESIDIO_GOAL:g}x",
+            met=None if ratio is None else ratio >= PRESIDIO_GOAL,
+            command=command,
+            note=presidio_missing
+            if ratio is None
+            else (
+                f"Presidio {format_ms(largest.presidio_mask_ms)} to mask, "
+                f"{format_ms(largest.presidio_unmask_ms)} to restore "
+                f"({largest.presidio_to_unmask}x ours); median of {largest.presidio_runs}"
+            ),
+        )
+    )
     return rows
+
+
+def format_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.2f} ms"

@@ -1,0 +1,402 @@
+"""The processes behind the end-to-end benchmarks, started on 127.0.0.1 and stopped at the end.
+
+A private redis-server on a free port (never the shared one), a temporary SQLite database
+migrated with manage.py and one API key, the fake upstream (bench/fake_upstream.py) and the
+proxy as real `uvicorn config.asgi:application` processes with 1 or 2 workers, and a
+direct LiteLLM client (bench/direct_client.py). Each starts on first use and is shared by
+the benchmarks of one run; everything lives in one temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST = "127.0.0.1"
+NAMESPACE = "bench"
+REDIS_KEY_PREFIX = "bench"
+# Throw-away values for throw-away processes: nothing here protects anything.
+BENCH_SECRET = "bench-only-secret-key-never-deployed"  # noqa: S105
+BENCH_MASKING_SECRET = "bench-only-masking-key-never-deployed"  # noqa: S105
+UPSTREAM_CREDENTIAL = "sk-ant-bench-dummy"
+START_TIMEOUT = 90.0
+# Settings the proxy reads that must not leak in from the caller's environment.
+_CLEARED = (
+    "SECRET_KEY_FILE",
+    "MASKING_KEY_FILE",
+    "ANTHROPIC_API_KEY_FILE",
+    "LITELLM_MASTER_KEY",
+    "LITELLM_MASTER_KEY_FILE",
+    "METRICS_TOKEN",
+    "METRICS_TOKEN_FILE",
+    "HEALTH_REQUIRES_KEY",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "DJANGO_DEBUG",
+    "LOG_FORMAT",
+)
+
+
+class Unavailable(Exception):
+    """A process a benchmark needs cannot be had here; the message says how to fix it."""
+
+
+def free_port() -> int:
+    """A port the kernel had free a moment ago (uvicorn with workers needs a number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _spawn(
+    args: list[str], log: Path, env: Mapping[str, str] | None = None, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    # Our own commands with our own arguments; a session of their own, so that stopping one
+    # never signals this process.
+    with log.open("ab") as out:
+        return subprocess.Popen(  # noqa: S603
+            args,
+            cwd=ROOT,
+            env=dict(env) if env is not None else None,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
+        )
+
+
+def _stop(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM our process (uvicorn's master stops its own workers), then SIGKILL its group."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the group we created for it
+            process.wait(timeout=grace)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _wait_until(ready: Any, process: subprocess.Popen[Any], what: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop(process)
+            raise RuntimeError(f"{what} did not start:\n{_tail(log)}")
+        time.sleep(0.05)
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=2.0)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of our own: no persistence, loopback only, files in a temp dir."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=HOST, port=self.port, socket_timeout=10)
+
+
+@dataclass
+class Proxy:
+    """A running proxy: its URL, the uvicorn process and the pids of its workers."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    workers: int
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """The serving process of a one-worker proxy (uvicorn without --workers)."""
+        if self.workers != 1:
+            raise ValueError("a proxy with several workers serves from several processes")
+        return self.process.pid
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (VmRSS), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class DirectClient:
+    """bench/direct_client.py in its own process: LiteLLM straight to the fake upstream."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    def call(self, **command: Any) -> dict[str, Any]:
+        stdin, stdout = self._pipes()
+        stdin.write(json.dumps(command).encode() + b"\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError("the direct LiteLLM client stopped")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"direct LiteLLM client: {answer['error']}")
+        return answer
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self._process.stdin is None or self._process.stdout is None:
+            raise RuntimeError("the direct client has no pipes")
+        return self._process.stdin, self._process.stdout
+
+
+class Harness:
+    """Starts what the benchmarks ask for, once per run, and stops it all on exit."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._tmp: Path | None = None
+        self._redis: PrivateRedis | None = None
+        self._upstream: str | None = None
+        self._api_key: str | None = None
+        self._proxies: dict[int, Proxy] = {}
+        self._direct: DirectClient | None = None
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stack.close()
+
+    @property
+    def tmp(self) -> Path:
+        if self._tmp is None:
+            self._tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory("-bench")))
+        return self._tmp
+
+    # --- Redis -----------------------------------------------------------------------------
+
+    def redis(self) -> PrivateRedis:
+        if self._redis is None:
+            binary = shutil.which("redis-server")
+            if binary is None:
+                raise Unavailable("redis-server is not installed: run scripts/ensure-redis")
+            port = free_port()
+            log = self.tmp / "redis.log"
+            process = _spawn(
+                [
+                    binary,
+                    "--bind",
+                    HOST,
+                    "--port",
+                    str(port),
+                    "--dir",
+                    str(self.tmp),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                log,
+            )
+            self._stack.callback(_stop, process)
+            private = PrivateRedis(process, port)
+
+            def pong() -> bool:
+                try:
+                    return bool(private.client().ping())
+                except redis.RedisError:
+                    return False
+
+            _wait_until(pong, process, "the private redis-server", log)
+            self._redis = private
+        return self._redis
+
+    # --- the fake upstream -----------------------------------------------------------------
+
+    def upstream_url(self) -> str:
+        if self._upstream is None:
+            port = free_port()
+            log = self.tmp / "upstream.log"
+            process = _spawn(
+                [PYTHON, "-m", "uvicorn", "bench.fake_upstream:app", *_uvicorn_flags(port)],
+                log,
+                env=_base_env(),
+            )
+            self._stack.callback(_stop, process)
+            url = f"http://{HOST}:{port}"
+            _wait_until(lambda: _answers(url), process, "the fake upstream", log)
+            self._upstream = url
+        return self._upstream
+
+    # --- the database and an API key -------------------------------------------------------
+
+    def proxy_env(self) -> dict[str, str]:
+        """The environment of manage.py and the proxy: every resource private to this run."""
+        env = _base_env()
+        for name in _CLEARED:
+            env.pop(name, None)
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings",
+            DATABASE_URL=f"sqlite:///{self.tmp / 'bench.sqlite3'}",
+            REDIS_URL=self.redis().url,
+            REDIS_KEY_PREFIX=REDIS_KEY_PREFIX,
+            PROXY_UPSTREAM_BASE_URL=self.upstream_url(),
+            PROXY_UPSTREAM_TIMEOUT="60",
+            ANTHROPIC_API_KEY=UPSTREAM_CREDENTIAL,
+            SECRET_KEY=BENCH_SECRET,
+            MASKING_KEY=BENCH_MASKING_SECRET,
+            LOG_LEVEL="WARNING",
+            LITELLM_LOG_LEVEL="WARNING",
+        )
+        return env
+
+    def api_key(self) -> str:
+        """A proxy key in namespace NAMESPACE, on a freshly migrated database."""
+        if self._api_key is None:
+            env = self.proxy_env()
+            manage = [PYTHON, "manage.py"]
+            self._run([*manage, "migrate", "--noinput"], env)
+            output = self._run([*manage, "create_api_key", "bench", "--namespace", NAMESPACE], env)
+            self._api_key = output.strip().splitlines()[-1]
+        return self._api_key
+
+    def _run(self, args: list[str], env: Mapping[str, str]) -> str:
+        done = subprocess.run(  # noqa: S603 - our own manage.py commands
+            args, cwd=ROOT, env=dict(env), capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[1:])} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    # --- the proxy -------------------------------------------------------------------------
+
+    def proxy(self, workers: int = 1) -> Proxy:
+        """The run's shared proxy with this many workers."""
+        if workers not in self._proxies:
+            self._proxies[workers] = self._start_proxy(workers)
+        return self._proxies[workers]
+
+    @contextlib.contextmanager
+    def fresh_proxy(self, workers: int = 1) -> Iterator[Proxy]:
+        """A proxy of its own, stopped on exit (for figures that a shared one would blur)."""
+        proxy = self._start_proxy(workers, shared=False)
+        try:
+            yield proxy
+        finally:
+            _stop(proxy.process)
+
+    def _start_proxy(self, workers: int, *, shared: bool = True) -> Proxy:
+        self.api_key()  # migrated database first
+        port = free_port()
+        log = self.tmp / f"proxy-{port}.log"
+        flags = _uvicorn_flags(port, log_level="info")
+        if workers > 1:
+            flags += ["--workers", str(workers)]
+        process = _spawn(
+            [PYTHON, "-m", "uvicorn", "config.asgi:application", *flags], log, self.proxy_env()
+        )
+        if shared:
+            self._stack.callback(_stop, process)
+
+        def ready() -> bool:
+            # Each worker logs this once it has imported the application.
+            started = len(re.findall(r"Started server process", _tail(log, 200)))
+            return started >= workers and _answers(f"http://{HOST}:{port}/health")
+
+        _wait_until(ready, process, f"the proxy ({workers} worker(s))", log)
+        return Proxy(process=process, url=f"http://{HOST}:{port}", workers=workers, log=log)
+
+    # --- LiteLLM without the proxy ---------------------------------------------------------
+
+    def direct(self) -> DirectClient:
+        if self._direct is None:
+            log = self.tmp / "direct.log"
+            with log.open("ab") as errors:
+                process = subprocess.Popen(  # noqa: S603 - our own module
+                    [PYTHON, "-m", "bench.direct_client", self.upstream_url()],
+                    cwd=ROOT,
+                    env=_base_env(),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errors,
+                    start_new_session=True,
+                )
+            self._stack.callback(_stop_direct, process)
+            client = DirectClient(process)
+            client.call(op="ping")  # answers once LiteLLM is imported
+            self._direct = client
+        return self._direct
+
+
+def _stop_direct(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # end of commands: it exits by itself
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # LiteLLM: no price-map download and no .env loading at import.
+    env.update(LITELLM_OFFLINE_MODE="true", LITELLM_MODE="PRODUCTION", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _uvicorn_flags(port: int, *, log_level: str = "warning") -> list[str]:
+    return [
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--lifespan",
+        "off",
+        "--log-level",
+        log_level,
+        "--no-access-log",
+    ]
