@@ -111,7 +111,11 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
     masked = replace_request_texts(call.body, iter(call.masked.texts))
     leftover = unmaskable_leftovers(masked, snapshot)
     if leftover is not None:
-        raise InvalidRequest(f"{leftover}: holds a sensitive value where it cannot be masked.")
+        # The path is not quoted back: it is built from the client's keys, which may be values.
+        raise InvalidRequest(
+            "A sensitive value sits where it cannot be masked (an id, a block type, the model "
+            "name or a tool name); the request was not sent."
+        )
     return masked
 
 
