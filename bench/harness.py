@@ -330,7 +330,7 @@ class Harness:
         self.api_key()  # migrated database first
         port = free_port()
         log = self.tmp / f"proxy-{port}.log"
-        flags = _uvicorn_flags(port, log_level="info")
+        flags = _uvicorn_flags(port, log_level="info", lifespan="on")
         if workers > 1:
             flags += ["--workers", str(workers)]
         process = _spawn(
@@ -388,14 +388,14 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def _uvicorn_flags(port: int, *, log_level: str = "warning") -> list[str]:
+def _uvicorn_flags(port: int, *, log_level: str = "warning", lifespan: str = "off") -> list[str]:
     return [
         "--host",
         HOST,
         "--port",
         str(port),
         "--lifespan",
-        "off",
+        lifespan,
         "--log-level",
         log_level,
         "--no-access-log",

@@ -1,14 +1,26 @@
 """ASGI entry point: `uvicorn config.asgi:application`."""
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
 
-# Pay for LiteLLM's imports at start-up rather than on the first request and first stream.
+# Imported once Django is set up.
+from proxy.lifecycle import Receive, Send, serve_lifespan  # noqa: E402
 from proxy.upstream import warm_up  # noqa: E402
 
+
+async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    """Django for HTTP; the lifespan messages (start-up, shutdown) are ours."""
+    if scope["type"] == "lifespan":
+        await serve_lifespan(receive, send)
+    else:
+        await django_application(scope, receive, send)
+
+
+# Pay for LiteLLM's imports at start-up rather than on the first request and first stream.
 warm_up()

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "servestatic",  # its system checks
     "rest_framework",
     "adrf",
     "patterns",
@@ -47,7 +48,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "proxy.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Async-capable (WhiteNoise is not): a synchronous middleware here would put every API
+    # request through a worker thread and back.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,6 +86,16 @@ DATABASES = {
         conn_max_age=0,
     ),
 }
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Write-ahead logging lets readers (admin, dashboard) run beside the audit writer, and
+    # commits need not wait for a disk sync (a crash can lose the last commits, never corrupt).
+    # IMMEDIATE takes the write lock at the start of a transaction, so a busy database makes
+    # writers wait (up to the timeout) instead of failing halfway with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        transaction_mode="IMMEDIATE",
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -122,13 +135,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-# Plain storage, and WhiteNoise falls back to the finders: nothing needs collectstatic to
+# Plain storage, and ServeStatic falls back to the finders: nothing needs collectstatic to
 # have run, which keeps tests and a fresh checkout working.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+SERVESTATIC_USE_FINDERS = True
 
 # Cookies only over HTTPS unless told otherwise (plain-HTTP local runs set SECURE_COOKIES=false).
 SECURE_COOKIES = env_bool("SECURE_COOKIES", not DEBUG)
@@ -162,6 +175,9 @@ PROXY_UPSTREAM_CONNECT_TIMEOUT = env_float("PROXY_UPSTREAM_CONNECT_TIMEOUT", 5.0
 # The deep health check (/health?deep=1) asks this model for one token.
 PROXY_HEALTH_MODEL = env_str("PROXY_HEALTH_MODEL", "claude-haiku-4-5")
 PROXY_HEALTH_PROBE_TIMEOUT = env_float("PROXY_HEALTH_PROBE_TIMEOUT", 10.0, minimum=0.1)
+# A process reuses a checked API key for up to this many seconds, unless an API key changes
+# (through Django) first, which every process notices at its next request. 0: check every time.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 30.0, minimum=0.0)
 # Whether /health needs a proxy API key (it never shows a secret either way).
 HEALTH_REQUIRES_KEY = env_bool("HEALTH_REQUIRES_KEY", False)
 # When set, /metrics needs Authorization: Bearer <METRICS_TOKEN> (or METRICS_TOKEN_FILE).

@@ -35,6 +35,13 @@ PLACEHOLDER_LITERAL_PREFIX = "LITERAL"
 # A placeholder-shaped token: PREFIX_NNN. The pattern has no lookbehind: left boundaries
 # are checked in code, because in partial JSON an escape such as "\n" may precede a token.
 _TOKEN_RE = re.compile(r"[A-Z][A-Z0-9_]*_[0-9]{3,}")
+# Texts up to this size first meet every pattern at once, in one pass of an RE2 Set; only
+# the patterns that match somewhere then run on their own (most texts hold a few kinds of
+# value, so most of the library is skipped). The Set's DFA needs memory that grows with the
+# text: within this size and budget it stays far from the point where it would thrash, so
+# larger texts are scanned pattern by pattern, as they would be without the Set.
+PREFILTER_MAX_BYTES = 64 * 1024
+_PREFILTER_MAX_MEM = 32 << 20
 _JSON_SIMPLE_ESCAPES = frozenset("bfnrt")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 # Zero-width matches hide in odd corners; these probes catch the usual ones at save time.
@@ -329,6 +336,7 @@ class Snapshot:
     version: str = ""
     prefixes: frozenset[str] = field(default=frozenset())
     placeholder_literals: Any | None = None
+    prefilter: Any | None = None  # an RE2 Set of the patterns, and one that matches anything
 
     def find(self, text: str) -> tuple[Finding, ...]:
         """Every sensitive value in text, non-overlapping, in order of position.
@@ -341,7 +349,7 @@ class Snapshot:
         data = text.encode("utf-8", _ENCODING_ERRORS)
         subject = _Subject(data=data, ascii=len(data) == len(text))
         candidates: list[Finding] = []
-        for compiled in self.patterns:
+        for compiled in self._patterns_for(data):
             candidates.extend(self._find_pattern(compiled, subject))
         for terms in self.terms:
             candidates.extend(self._find_terms(terms, subject))
@@ -359,6 +367,17 @@ class Snapshot:
         return MaskResult(
             text=replace_findings(text, findings, allocate(findings)), findings=findings
         )
+
+    def _patterns_for(self, data: bytes) -> Sequence[_CompiledPattern]:
+        """The patterns that can match in data: all of them, unless the prefilter rules some out."""
+        if self.prefilter is None or len(data) > PREFILTER_MAX_BYTES:
+            return self.patterns
+        hits = self.prefilter.Match(data)
+        # The last member of the Set matches every text. Missing, it means RE2 gave up (its
+        # DFA ran out of memory) and returned nothing: then every pattern runs.
+        if not hits or len(self.patterns) not in hits:
+            return self.patterns
+        return [self.patterns[i] for i in sorted(hits) if i < len(self.patterns)]
 
     def _find_pattern(self, compiled: _CompiledPattern, subject: _Subject) -> Iterator[Finding]:
         spec = compiled.spec
@@ -498,6 +517,21 @@ def _settle_cluster(cluster: list[Finding]) -> list[Finding]:
     return chosen
 
 
+def _compile_prefilter(patterns: Sequence[_CompiledPattern]) -> Any | None:
+    """An RE2 Set of the patterns' regexes, plus one member that matches every text."""
+    options = _re2_options()
+    options.max_mem = _PREFILTER_MAX_MEM
+    prefilter = re2.Set.SearchSet(options)
+    try:
+        for compiled in patterns:
+            prefilter.Add(compiled.spec.regex.encode())
+        prefilter.Add(b"")
+        prefilter.Compile()
+    except re2.error:
+        return None  # too large a Set: every text is scanned pattern by pattern
+    return prefilter
+
+
 def build_snapshot(
     patterns: Iterable[PatternSpec],
     terms: Iterable[TermSpec] = (),
@@ -524,6 +558,7 @@ def build_snapshot(
     known = sorted(prefixes | {PLACEHOLDER_LITERAL_PREFIX}, key=len, reverse=True)
     literals = _compile_for_bytes(f"(?:{'|'.join(re2.escape(p) for p in known)})_[0-9]{{3,}}")
     return Snapshot(
+        prefilter=_compile_prefilter(compiled),
         patterns=tuple(compiled),
         terms=term_sets,
         allowed=frozenset(a for a in allowed if a),

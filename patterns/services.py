@@ -43,10 +43,14 @@ def rules_snapshot() -> Snapshot:
         return _current
 
 
-async def arules_snapshot(store: AsyncMappingStore) -> Snapshot:
-    """rules_snapshot for the async path: the version check on the request's own store."""
+async def arules_snapshot(store: AsyncMappingStore, version: str | None = None) -> Snapshot:
+    """rules_snapshot for the async path: the version check on the request's own store.
+
+    version: the token this request already read from Redis (with the keys version), if any.
+    """
     global _current
-    version = await store.rules_version()
+    if version is None:
+        version = await store.rules_version()
     current = _current
     if current is not None and current.version == version:
         return current

@@ -21,10 +21,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis.backoff import NoBackoff
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +157,18 @@ class _KeyScheme:
     def rules_version(self) -> str:
         return f"{self.key_prefix}:rules-version"
 
+    @property
+    def keys_version(self) -> str:
+        return f"{self.key_prefix}:keys-version"
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Tokens that move when admins change something processes cache ("" before any change)."""
+
+    rules: str
+    keys: str
+
 
 def _allocation_args(
     keys: _KeyScheme, cipher: ValueCipher, ttl: int, namespace: str, items: Sequence[Allocation]
@@ -237,9 +251,16 @@ class MappingStore:
 
     def bump_rules_version(self) -> str:
         """Tell every process that the rules changed; returns the new token."""
+        return self._bump(self._keys.rules_version)
+
+    def bump_keys_version(self) -> str:
+        """Tell every process that an API key changed (its cached principals are stale)."""
+        return self._bump(self._keys.keys_version)
+
+    def _bump(self, name: str) -> str:
         token = os.urandom(8).hex()
         try:
-            self._client.set(self._keys.rules_version, token)
+            self._client.set(name, token)
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
         return token
@@ -283,11 +304,16 @@ class AsyncMappingStore:
 
     async def rules_version(self) -> str:
         """The current rules version token ("" when none was set yet)."""
+        return (await self.versions()).rules
+
+    async def versions(self) -> Versions:
+        """The rules and keys version tokens, in one round trip."""
         try:
-            token = await self._client.get(self._keys.rules_version)
+            names = [self._keys.rules_version, self._keys.keys_version]
+            rules, keys = await self._client.mget(names)
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
-        return _decode(token or b"")
+        return Versions(rules=_decode(rules or b""), keys=_decode(keys or b""))
 
     async def count_request(self, key_id: str, *, now: float) -> int:
         """How many requests this key made in the current minute, this one included."""
@@ -393,6 +419,12 @@ def build_async_store(alias: str = "default", *, max_connections: int = 64) -> A
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT", timeout),
+        # A pooled connection to a Redis that has since restarted (or failed over) fails on
+        # first use: try once more on a fresh connection rather than refuse the request. Not
+        # on timeouts, so a stalled Redis still fails closed within one socket timeout. A
+        # retried allocation is harmless: a value keeps its placeholder (SET NX); at worst
+        # one request's counts are added twice.
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     )
     return AsyncMappingStore(
         redis.asyncio.Redis.from_pool(pool),  # the client owns the pool: aclose() closes both

@@ -6,12 +6,14 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from proxy.auth import keys_changed
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord
 
@@ -21,6 +23,8 @@ def revoke_keys(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ApiKey
     count = queryset.filter(revoked_at__isnull=True).update(
         revoked_at=timezone.now(), enabled=False
     )
+    # update() sends no post_save: tell the processes' key caches here.
+    transaction.on_commit(keys_changed)
     messages.success(request, f"{count} key(s) revoked.")
 
 

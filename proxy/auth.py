@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from patterns.store import MappingStoreUnavailable, Versions, get_store
 from proxy.errors import AuthenticationError
-from proxy.keys import digest_matches, key_prefix, secret_matches
+from proxy.keys import digest_matches, key_digest, key_prefix, secret_matches
 from proxy.models import ApiKey
+from proxy.stores import request_store
+
+logger = logging.getLogger(__name__)
 
 MASTER_NAMESPACE = "master"
 # last_used_at is written at most this often per key: no write on the hot path.
 LAST_USED_RESOLUTION = timedelta(minutes=5)
+KEY_CACHE_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,13 +54,28 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def authenticate_key(key: str) -> KeyPrincipal:
-    """The principal for a presented key; raises AuthenticationError for anything else."""
+def master_principal(key: str) -> KeyPrincipal | None:
     master = settings.LITELLM_MASTER_KEY
     if master and secret_matches(key, master):
         return KeyPrincipal(
             key_id=None, name="master key", prefix="master", namespace=MASTER_NAMESPACE
         )
+    return None
+
+
+def authenticate_key(key: str) -> KeyPrincipal:
+    """The principal for a presented key; raises AuthenticationError for anything else."""
+    return master_principal(key) or _load_key(key).principal
+
+
+@dataclass(frozen=True)
+class _LoadedKey:
+    principal: KeyPrincipal
+    expires_at: datetime | None
+
+
+def _load_key(key: str) -> _LoadedKey:
+    """The key's row, checked (one indexed query; a write at most every few minutes)."""
     prefix = key_prefix(key)
     if prefix is None:
         raise AuthenticationError()
@@ -61,7 +85,7 @@ def authenticate_key(key: str) -> KeyPrincipal:
         raise AuthenticationError()
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    return KeyPrincipal(
+    principal = KeyPrincipal(
         key_id=api_key.pk,
         name=api_key.name,
         prefix=api_key.prefix,
@@ -69,14 +93,103 @@ def authenticate_key(key: str) -> KeyPrincipal:
         rate_limit_per_minute=api_key.rate_limit_per_minute,
         max_concurrent_streams=api_key.max_concurrent_streams,
     )
+    return _LoadedKey(principal=principal, expires_at=api_key.expires_at)
+
+
+@dataclass(frozen=True)
+class _CachedKey:
+    loaded: _LoadedKey
+    keys_version: str
+    cached_at: float  # time.monotonic()
+
+
+class KeyCache:
+    """Recently authenticated keys, by digest, for as long as no API key has changed.
+
+    Every change made through Django (admin, model methods, management commands) moves the
+    keys version in Redis, which each request reads anyway with the rules version, so a
+    revocation or an edit applies from the next request in every process. Entries also age
+    out after API_KEY_CACHE_SECONDS, which bounds what a change made outside Django (raw SQL)
+    may take to apply. Expiry dates are checked on every hit.
+    """
+
+    def __init__(self, *, max_entries: int = KEY_CACHE_MAX_ENTRIES) -> None:
+        self._entries: dict[str, _CachedKey] = {}
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, keys_version: str) -> KeyPrincipal | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry.keys_version != keys_version:
+            return None
+        if time.monotonic() - entry.cached_at > settings.API_KEY_CACHE_SECONDS:
+            return None
+        expires_at = entry.loaded.expires_at
+        if expires_at is not None and expires_at <= timezone.now():
+            return None
+        return entry.loaded.principal
+
+    def put(self, digest: str, loaded: _LoadedKey, keys_version: str) -> None:
+        with self._lock:
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()  # rare (that many live keys): start over, simply
+            self._entries[digest] = _CachedKey(loaded, keys_version, time.monotonic())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+key_cache = KeyCache()
+
+
+async def authenticate_request_key(key: str) -> tuple[KeyPrincipal, Versions | None]:
+    """The principal for a presented key, and the version tokens read on the way.
+
+    The versions are None when Redis does not answer: the key is then checked against the
+    database alone (so a wrong key still gets its 401) and the request fails closed later.
+    """
+    try:
+        versions: Versions | None = await request_store().versions()
+    except MappingStoreUnavailable:
+        versions = None
+    principal = master_principal(key)
+    if principal is not None:
+        return principal, versions
+    if key_prefix(key) is None:
+        raise AuthenticationError()
+    digest = key_digest(key)
+    if versions is not None and settings.API_KEY_CACHE_SECONDS > 0:
+        cached = key_cache.get(digest, versions.keys)
+        if cached is not None:
+            return cached, versions
+    loaded = await sync_to_async(_load_key)(key)
+    if versions is not None:
+        key_cache.put(digest, loaded, versions.keys)
+    return loaded.principal, versions
+
+
+def keys_changed() -> None:
+    """Move the keys version so that every process forgets its cached keys."""
+    key_cache.clear()
+    try:
+        get_store().bump_keys_version()
+    except MappingStoreUnavailable:
+        # Requests fail closed while Redis is away; once it is back, cached keys still age
+        # out within API_KEY_CACHE_SECONDS.
+        logger.error("an API key changed but the keys version could not be bumped")
 
 
 class ApiKeyAuthentication(BaseAuthentication):
-    def authenticate(self, request: Request) -> tuple[KeyPrincipal, None] | None:
+    """For adrf views: authenticate() is a coroutine, run on the request's event loop."""
+
+    async def authenticate(  # type: ignore[override]
+        self, request: Request
+    ) -> tuple[KeyPrincipal, Versions | None] | None:
         key = presented_key(request)
         if key is None:
             return None
-        return authenticate_key(key), None
+        return await authenticate_request_key(key)
 
     def authenticate_header(self, request: Request) -> str:
         # A value here makes DRF answer 401 rather than 403 when no key is sent.

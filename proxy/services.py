@@ -73,6 +73,10 @@ class ProxyCall:
     request_id: str
     started: float = field(default_factory=time.monotonic)
     masked: MaskedTexts | None = None
+    # The rules version token, when authentication already read it from Redis; whether
+    # Redis failed to answer then (the request is refused without asking it again).
+    rules_version: str | None = None
+    store_unavailable: bool = False
 
     def failed(self, error: ProxyError) -> AuditEntry:
         return self.audit(
@@ -101,7 +105,7 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
     """The request with every text masked in the caller's namespace (fail closed)."""
     store = request_store()
     try:
-        snapshot = await arules_snapshot(store)
+        snapshot = await arules_snapshot(store, call.rules_version)
         texts = request_texts(call.body)
         call.masked = await amask_texts(
             namespace=call.principal.namespace, texts=texts, snapshot=snapshot, store=store
@@ -120,7 +124,10 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
 
 
 async def admit(call: ProxyCall) -> None:
-    """Enforce the key's requests-per-minute limit (one Redis round trip, only when set)."""
+    """Let the request in: Redis answered, and the key is within its requests-per-minute
+    limit (one Redis round trip, only when a limit is set)."""
+    if call.store_unavailable:
+        raise MaskingUnavailable()
     limit = call.principal.rate_limit_per_minute
     if limit is None:
         return

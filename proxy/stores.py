@@ -23,3 +23,10 @@ def request_store() -> AsyncMappingStore:
 def use_store(store: AsyncMappingStore) -> None:
     """Make store the running loop's (tests that point a loop at another Redis)."""
     _stores[asyncio.get_running_loop()] = store
+
+
+async def close_store() -> None:
+    """Close the running loop's store and its connections (at shutdown)."""
+    store = _stores.pop(asyncio.get_running_loop(), None)
+    if store is not None:
+        await store.aclose()

@@ -101,6 +101,11 @@ def warm_up() -> None:
         importlib.import_module(module)
 
 
+async def close_clients() -> None:
+    """Close the HTTP clients LiteLLM keeps for this process (at shutdown)."""
+    await litellm.close_litellm_async_clients()
+
+
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The client headers the provider must see (API version and beta flags)."""
     return {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.logging import request_id_var
+from patterns.store import Versions
 from proxy import metrics, services
 from proxy.audit import write_audit_later
 from proxy.auth import ApiKeyAuthentication
@@ -31,12 +32,15 @@ class _ProxyView(APIView):
 
     def _call(self, request: Request, *, count_tokens: bool = False) -> services.ProxyCall:
         principal: Any = request.user  # a KeyPrincipal: IsAuthenticated has run
+        versions = request.auth  # read from Redis while authenticating (None if it failed)
         call = services.ProxyCall(
             principal=principal,
             endpoint=self.endpoint,
             body={},
             headers=request.headers,
             request_id=request_id_var.get(),
+            rules_version=versions.rules if isinstance(versions, Versions) else None,
+            store_unavailable=versions is None,
         )
         try:
             try:

@@ -6,6 +6,7 @@ import importlib
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -22,6 +23,15 @@ def _redis_url() -> str:
 
 def _key_prefix() -> str:
     return str(settings.CACHES["default"]["KEY_PREFIX"])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove the SQLite write-ahead files pytest-django leaves beside its deleted database."""
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if not name or Path(name).exists():
+        return
+    for suffix in ("-wal", "-shm"):
+        Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

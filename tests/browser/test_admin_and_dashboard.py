@@ -26,12 +26,6 @@ from tests.proxy.conftest import wait_for_audit
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.slow,
-    # The live server runs in this process, under the suite's warnings-as-errors. WhiteNoise
-    # serves the admin's static files as synchronous iterators, which Django warns it must read
-    # whole under ASGI: harmless for small files, but as an error every stylesheet would fail.
-    pytest.mark.filterwarnings(
-        "ignore:StreamingHttpResponse must consume synchronous iterators:Warning"
-    ),
 ]
 
 OPERATOR = "operator"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from patterns.engine import (
     build_snapshot,
     unmask,
 )
+from patterns.library import DEFAULT_PATTERNS
 
 SNAPSHOT = build_snapshot(
     [
@@ -96,3 +98,19 @@ def test_partial_json_stream_restores_and_escapes(text: str, cuts: list[int]) ->
     pieces = [unmasker.feed(chunk) for chunk in _chunks(raw, cuts)]
     pieces.append(unmasker.flush())
     assert json.loads("".join(pieces)) == {"input": text}
+
+
+# The whole default library, with and without its one-pass prefilter.
+LIBRARY = build_snapshot(entry.to_spec() for entry in DEFAULT_PATTERNS)
+LIBRARY_WITHOUT_PREFILTER = replace(LIBRARY, prefilter=None)
+library_values = st.sampled_from(
+    [example for entry in DEFAULT_PATTERNS for example in entry.positive]
+    + [example for entry in DEFAULT_PATTERNS for example in entry.negative]
+)
+library_texts = st.lists(st.one_of(filler, library_values), max_size=16).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(library_texts)
+def test_the_prefilter_never_changes_what_is_found(text: str) -> None:
+    assert LIBRARY.find(text) == LIBRARY_WITHOUT_PREFILTER.find(text)

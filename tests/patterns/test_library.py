@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from patterns.engine import (
+    PREFILTER_MAX_BYTES,
     Finding,
     LocalAllocator,
     Snapshot,
@@ -643,3 +645,36 @@ def test_publishable_stripe_key_stays_but_secret_key_is_masked(library: Snapshot
 def test_luhn_decides_whether_sixteen_digits_are_a_card(library: Snapshot) -> None:
     assert values(library, "card 4111 1111 1111 1111") == ["4111 1111 1111 1111"]
     assert values(library, "card 4111 1111 1111 1112") == []
+
+
+# --- the prefilter -------------------------------------------------------------------------
+
+
+class _GaveUpSet:
+    """An RE2 Set that ran out of memory: RE2 then reports no match at all."""
+
+    def Match(self, data: bytes) -> None:  # RE2's name
+        return None
+
+
+def test_the_prefilter_names_the_patterns_that_match_and_its_sentinel(library: Snapshot) -> None:
+    assert library.prefilter is not None
+    hits = library.prefilter.Match(b"see i-0abc1234def567890")
+    names = {library.patterns[i].spec.name for i in hits if i < len(library.patterns)}
+    assert "aws_ec2_instance_id" in names
+    assert len(library.patterns) in hits  # the member that matches every text
+
+
+def test_a_prefilter_that_gives_up_leaves_every_pattern_to_run(library: Snapshot) -> None:
+    text = "i-0abc1234def567890 in vpc-1a2b3c4d, key AKIAIOSFODNN7EXAMPLE, host 54.239.28.85"
+    gave_up = replace(library, prefilter=_GaveUpSet())
+    assert values(gave_up, text) == values(library, text)
+    assert len(values(library, text)) == 4
+
+
+def test_texts_beyond_the_prefilter_limit_are_scanned_pattern_by_pattern(
+    library: Snapshot,
+) -> None:
+    text = "x " * PREFILTER_MAX_BYTES + "i-0abc1234def567890"
+    assert values(replace(library, prefilter=_GaveUpSet()), text) == ["i-0abc1234def567890"]
+    assert values(library, text) == ["i-0abc1234def567890"]

@@ -32,7 +32,7 @@ def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:  # noqa: F811
     )
     overrides.enable()
     config = uvicorn.Config(
-        "config.asgi:application", host="127.0.0.1", port=0, lifespan="off", log_level="warning"
+        "config.asgi:application", host="127.0.0.1", port=0, lifespan="on", log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-proxy", daemon=True)
@@ -70,9 +70,7 @@ def upstream(fake_anthropic: FakeAnthropic) -> Iterator[FakeAnthropic]:  # noqa:
     yield fake_anthropic
     # Audit rows are written in the background: let them land before the database is
     # flushed for the next test.
-    deadline = time.monotonic() + 10
-    while audit._pending and time.monotonic() < deadline:
-        time.sleep(0.01)
+    audit.flush_audit(timeout=10)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,8 @@ import anthropic
 import httpx
 import pytest
 from django.conf import settings
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from patterns.store import build_async_store
@@ -80,15 +82,54 @@ def test_revoked_disabled_or_expired_keys_stop_on_the_next_request(
 ) -> None:
     assert post(proxy_url, api_key.key, VALID).status_code == 200
     record = ApiKey.objects.get(pk=api_key.record.pk)
+    # As the admin does it: through save(), which tells every process's key cache.
     if change == "revoke":
         record.revoke()
     elif change == "disable":
-        ApiKey.objects.filter(pk=record.pk).update(enabled=False)
+        record.enabled = False
+        record.save()
     else:
-        ApiKey.objects.filter(pk=record.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+        record.expires_at = timezone.now() - timedelta(seconds=1)
+        record.save()
     upstream.clear()
     assert_error(post(proxy_url, api_key.key, VALID), 401, "authentication_error")
     assert upstream.requests == []
+
+
+def test_the_admin_revoke_action_stops_a_cached_key_on_the_next_request(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, admin_client: Client
+) -> None:
+    assert post(proxy_url, api_key.key, VALID).status_code == 200  # now cached
+    admin_client.post(
+        reverse("admin:proxy_apikey_changelist"),
+        {"action": "revoke_keys", "_selected_action": [api_key.record.pk]},
+    )
+    upstream.clear()
+    assert_error(post(proxy_url, api_key.key, VALID), 401, "authentication_error")
+    assert upstream.requests == []
+
+
+def test_a_key_that_expires_while_cached_stops_at_its_expiry(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    expires_at = timezone.now() + timedelta(seconds=1)
+    ApiKey.objects.filter(pk=api_key.record.pk).update(expires_at=expires_at)
+    with override_settings(API_KEY_CACHE_SECONDS=0):  # load the row with its expiry
+        assert post(proxy_url, api_key.key, VALID).status_code == 200
+    assert post(proxy_url, api_key.key, VALID).status_code == 200  # cached
+    while timezone.now() <= expires_at:
+        time.sleep(0.05)
+    assert_error(post(proxy_url, api_key.key, VALID), 401, "authentication_error")
+
+
+def test_a_change_made_outside_django_applies_once_the_cache_ages_out(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    assert post(proxy_url, api_key.key, VALID).status_code == 200  # now cached
+    # update() sends no signal, like a change made in the database directly.
+    ApiKey.objects.filter(pk=api_key.record.pk).update(enabled=False)
+    with override_settings(API_KEY_CACHE_SECONDS=0):
+        assert_error(post(proxy_url, api_key.key, VALID), 401, "authentication_error")
 
 
 def test_last_used_is_recorded_without_a_write_per_request(
