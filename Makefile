@@ -93,7 +93,7 @@ test: $(STAMP) $(SECRET_DEPS)
 	step $(BIN)/mypy; \
 	step env DJANGO_SETTINGS_MODULE=tests.settings \
 	  $(BIN)/python manage.py makemigrations --check --dry-run; \
-	scripts/ensure-chromium; \
+	scripts/ensure-test-packages; \
 	step $(BIN)/pytest
 
 # The benchmarks start their own redis-server (never the shared one): ensure-redis only

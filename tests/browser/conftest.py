@@ -1,7 +1,7 @@
 """Headless Debian Chromium driven by Selenium, and the live proxy it browses.
 
 The browser and its driver come from Debian's chromium and chromium-driver packages
-(`scripts/ensure-chromium` installs them under `make test`); nothing is downloaded at run time.
+(`scripts/ensure-test-packages` installs them under `make test`); nothing is downloaded at run time.
 Screenshots go to TEST_ARTIFACTS_DIR, or .run/test-artifacts/browser in the checkout.
 """
 
