@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -43,6 +44,7 @@ from proxy.streaming import StreamRestorer, encode_sse
 logger = logging.getLogger(__name__)
 
 UPSTREAM_ERRORS = (UpstreamError, UpstreamTimeout, UpstreamUnreachable)
+CLIENT_CLOSED_STATUS, CLIENT_CLOSED_ERROR = 499, "client_closed"
 # What Anthropic's count_tokens accepts; the rest of a Messages body is not sent there.
 COUNTED_FIELDS = frozenset(
     {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers"}
@@ -209,7 +211,7 @@ async def _restored_stream(
     slot: bool,
 ) -> AsyncIterator[bytes]:
     restorer = StreamRestorer(restore)
-    status, error_type = 200, ""
+    status, error_type, upstream_failed = 200, "", False
     try:
         async for chunk in upstream.stream_bytes(stream):
             out = restorer.feed(chunk)
@@ -220,13 +222,21 @@ async def _restored_stream(
             yield tail
         if not restorer.finished:
             raise UpstreamUnreachable("The upstream stream ended before the message was complete.")
+        if restorer.error_type is not None:
+            # The provider's own error event, relayed as it came: audit it as the failure it is.
+            error_type = restorer.error_type
+            status, upstream_failed = upstream.status_for_error_type(error_type), True
     except ProxyError as error:
         # Headers are gone already: the error travels as an SSE event.
-        status, error_type = error.status, error.error_type
+        status, error_type, upstream_failed = error.status, error.error_type, True
         yield restorer.close() + encode_sse(
             "error",
             {"type": "error", "error": {"type": error.error_type, "message": error.message}},
         )
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away mid-stream (nginx's 499): not a success, not the provider's fault.
+        status, error_type = CLIENT_CLOSED_STATUS, CLIENT_CLOSED_ERROR
+        raise
     finally:
         await _close_quietly(stream)
         if slot:
@@ -237,7 +247,7 @@ async def _restored_stream(
                 error_type=error_type,
                 upstream_latency_ms=upstream_ms,
                 restored_total=restorer.stats.restored,
-                upstream_failed=status != 200,
+                upstream_failed=upstream_failed,
             )
         )
 

@@ -150,6 +150,18 @@ class SSEParser:
         return SSEEvent(event=event, data="\n".join(data), raw=raw), bool(data)
 
 
+_ERROR_TYPE = re.compile(r"[a-z_]{1,64}\Z")
+
+
+def _error_type(data: str) -> str:
+    """The error type of an error event's data: an identifier, or api_error for anything else."""
+    payload = _load(data)
+    error = payload.get("error") if payload is not None else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    # Only an identifier goes on: the type reaches the audit and the logs.
+    return kind if isinstance(kind, str) and _ERROR_TYPE.match(kind) else "api_error"
+
+
 def encode_sse(event: str, data: Mapping[str, Any]) -> bytes:
     """One event as the provider writes it: event line, compact JSON data line, blank line."""
     if "\n" in event or "\r" in event:
@@ -188,11 +200,17 @@ class StreamRestorer:
         self._restored = 0  # by retired unmaskers and in block starts
         self._max_held = 0  # by retired unmaskers
         self._finished = False
+        self._error_type: str | None = None
 
     @property
     def finished(self) -> bool:
         """Whether the provider ended the stream itself (message_stop or an error event)."""
         return self._finished
+
+    @property
+    def error_type(self) -> str | None:
+        """The type of the error event the provider ended the stream with, if it did."""
+        return self._error_type
 
     @property
     def truncated(self) -> bool:
@@ -235,6 +253,8 @@ class StreamRestorer:
         self._events_in += 1
         if event.event in _FINAL_EVENTS:
             self._finished = True
+            if event.event == "error":
+                self._error_type = _error_type(event.data)
         if not self._restore:
             self._send(out, event.raw)
             return

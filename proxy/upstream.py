@@ -69,6 +69,7 @@ _STATUS_TYPES = {
     429: "rate_limit_error",
     529: "overloaded_error",
 }
+_TYPE_STATUSES = {error_type: status for status, error_type in _STATUS_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -209,9 +210,19 @@ def translate_error(exc: BaseException) -> ProxyError:
     return UpstreamUnreachable()
 
 
-def _from_status(status: int, text: str, headers: Mapping[str, str]) -> UpstreamError:
+def status_for_error_type(error_type: str, default: int = 500) -> int:
+    """The HTTP status Anthropic sends with an error type (a 413 LiteLLM calls a 400, say)."""
+    return _TYPE_STATUSES.get(error_type, default)
+
+
+def _from_status(status: int, text: str, headers: Mapping[str, str]) -> ProxyError:
     error = _anthropic_error(text)
+    if error is None and status >= 500:
+        # No error from the provider: its answer never arrived whole (LiteLLM calls a body
+        # cut off mid-way a 500). A gateway's problem, not ours: 502.
+        return UpstreamUnreachable("The upstream provider's answer was cut off or unreadable.")
     error_type = (error or {}).get("type") or _STATUS_TYPES.get(status, "api_error")
+    status = status_for_error_type(str(error_type), default=status)
     message = (error or {}).get("message") or f"The upstream provider answered {status}."
     relayed = {name: headers[name] for name in RELAYED_ERROR_HEADERS if headers.get(name)}
     if "request-id" in relayed:

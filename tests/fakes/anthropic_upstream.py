@@ -10,9 +10,15 @@ The request's ``model`` picks the scenario, so a test chooses one by the model i
   (without ``"stream": true``, the echo).
 - ``fake-slow``: the echo, after a pause of ``SLOW_SECONDS`` before the response headers.
 - ``fake-truncated``: the connection closes part-way through the body (stream or JSON).
+- ``fake-stall-midstream``: part of the body (a few deltas, or half the JSON), then nothing
+  for ``STALL_SECONDS`` unless the client leaves, then the rest.
 
 ``POST /v1/messages/count_tokens`` answers with the characters of all text // 4 + 1; any other
 path gets Anthropic's 404 error.
+
+``active_responses`` says how many requests are being answered, ``open_connections`` (and
+``client_ports``) which client connections are open, and ``abandoned`` how many clients left
+before their answer was complete: a test reads them to prove its client (the proxy) let go.
 
 Streams cut text and tool input into pieces of 1-4 characters and write the SSE bytes to the
 socket in pieces of random size, seeded by the request body so that every run is the same.
@@ -51,11 +57,13 @@ DEFAULT_TOOL_NAME = "bash"
 THINKING_TEXT = "The user wants their own words back, so I will repeat them."
 SIGNATURE = "sig_" + "EqQBCkgIARABGAIiQGFrZTEyMzQ1Njc4OTBhYmNk"
 SLOW_SECONDS = 2.0
+# Longer than any timeout a test sets, so only a client that lets go ends a stall early.
+STALL_SECONDS = 30.0
 # At stop, responses still running after this long are cancelled (a test left a stream unread).
 STOP_GRACE_SECONDS = 3
 RETRY_AFTER_SECONDS = 7
 MIDSTREAM_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-# Streams that fail stop after this many deltas, so the client has seen some text first.
+# Streams that fail or stall stop after this many deltas, so the client has seen some text first.
 DELTAS_BEFORE_FAILURE = 3
 _UTF8_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
 
@@ -90,6 +98,8 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
+        self._active = 0
+        self._abandoned = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -101,7 +111,7 @@ class FakeAnthropic:
         # then sets TCP_NODELAY, without which each small write waits for the peer's ACK.
         # log_config=None leaves the test run's logging alone (records reach pytest's capture).
         config = uvicorn.Config(
-            _App(self._record),
+            _App(self),
             host="127.0.0.1",
             port=0,
             log_config=None,
@@ -133,6 +143,35 @@ class FakeAnthropic:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def active_responses(self) -> int:
+        """Requests being answered right now (a stalled stream counts until its client leaves)."""
+        with self._lock:
+            return self._active
+
+    @property
+    def abandoned(self) -> int:
+        """Requests whose client left before the answer was complete, since start."""
+        with self._lock:
+            return self._abandoned
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open to the server, idle keep-alive ones included."""
+        return len(self.client_ports)
+
+    @property
+    def client_ports(self) -> frozenset[int]:
+        """The client-side ports of the open connections, to tell one client's from another's."""
+        server = self._server
+        connections = list(server.server_state.connections) if server is not None else []
+        peers = [getattr(connection, "client", None) for connection in connections]
+        return frozenset(peer[1] for peer in peers if peer is not None)
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -150,6 +189,11 @@ class FakeAnthropic:
         with self._lock:
             self._requests.append(request)
 
+    def _count(self, *, active: int = 0, abandoned: int = 0) -> None:
+        with self._lock:
+            self._active += active
+            self._abandoned += abandoned
+
 
 def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:
     deadline = time.monotonic() + 10
@@ -163,19 +207,37 @@ def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> Non
 
 
 class _App:
-    """The raw ASGI application: record the request, then answer it."""
+    """The raw ASGI application: record the request, then answer it, counting both."""
 
-    def __init__(self, record: Callable[[RecordedRequest], None]) -> None:
-        self._record = record
+    def __init__(self, fake: FakeAnthropic) -> None:
+        self._fake = fake
 
     async def __call__(self, scope: Json, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off and nothing opens websockets
+        self._fake._count(active=1)
+        try:
+            await self._answer(scope, self._watched(receive), send)
+        finally:
+            self._fake._count(active=-1)
+
+    def _watched(self, receive: Receive) -> Receive:
+        # The app only receives again after the body while it pauses: a disconnect seen then,
+        # or while reading the body, is a client leaving before its answer was complete.
+        async def watched() -> AsgiMessage:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._fake._count(abandoned=1)
+            return message
+
+        return watched
+
+    async def _answer(self, scope: Json, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
         if body is None:
             return  # the client left before sending its whole body
         request = _recorded(scope, body)
-        self._record(request)
+        self._fake._record(request)
         await _route(request, receive, _Reply(send, f"req_fake_{uuid.uuid4().hex[:24]}"))
 
 
@@ -273,12 +335,16 @@ async def _messages(body: Json, raw: bytes, receive: Receive, reply: _Reply) -> 
     rng = random.Random(hashlib.sha256(raw).digest())
     message = _message(model, body, rng)
     if body.get("stream") is True:
-        await _stream(reply, model, message, rng)
-    elif model == "fake-truncated":
+        await _stream(reply, receive, model, message, rng)
+    elif model in ("fake-truncated", "fake-stall-midstream"):
         data = json.dumps(message).encode()
         await reply.start(200, "application/json")
         await reply.write(data[: len(data) // 2], more=True)
-        # Returning before the last body message makes uvicorn drop the connection.
+        if model == "fake-stall-midstream" and await _pause_unless_disconnected(
+            receive, STALL_SECONDS
+        ):
+            await reply.write(data[len(data) // 2 :], more=False)
+        # Otherwise, returning before the last body message makes uvicorn drop the connection.
     else:
         await reply.send_json(200, message)
 
@@ -379,15 +445,26 @@ def _texts(content: object) -> Iterator[str]:
                 yield from _texts(block.get("content"))
 
 
-async def _stream(reply: _Reply, model: str, message: Json, rng: random.Random) -> None:
+async def _stream(
+    reply: _Reply, receive: Receive, model: str, message: Json, rng: random.Random
+) -> None:
     events = _events(message, rng)
+    rest: list[Event] = []
     if model == "fake-error-midstream":
         events = [*_first_deltas(events), ("error", MIDSTREAM_ERROR)]
     elif model == "fake-truncated":
         events = _first_deltas(events)
+    elif model == "fake-stall-midstream":
+        first = _first_deltas(events)
+        events, rest = first, events[len(first) :]
     await reply.start(200, "text/event-stream", [(b"cache-control", b"no-cache")])
     for piece in _writes(_sse(events), rng):
         await reply.write(piece, more=True)
+    if rest:
+        # Whole events before the pause: the client has every byte sent so far to act on.
+        if not await _pause_unless_disconnected(receive, STALL_SECONDS):
+            return
+        await reply.write(_sse(rest), more=True)
     # A truncated stream returns without the last body message: uvicorn drops the connection
     # and the client never sees the end of the chunked body.
     if model != "fake-truncated":

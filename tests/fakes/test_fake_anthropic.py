@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
-from anthropic.types import MessageParam, TextBlock, ThinkingBlock, ToolParam, ToolUseBlock
+from anthropic.types import Message, MessageParam, TextBlock, ThinkingBlock, ToolParam, ToolUseBlock
 
+from tests.fakes import anthropic_upstream
 from tests.fakes.anthropic_upstream import (
+    DELTAS_BEFORE_FAILURE,
     RETRY_AFTER_SECONDS,
     SIGNATURE,
     SLOW_SECONDS,
@@ -320,6 +322,83 @@ def test_slow_model_answers_after_its_pause(client: anthropic.Anthropic) -> None
     assert time.monotonic() - started >= SLOW_SECONDS
     assert isinstance(message.content[0], TextBlock)
     assert message.content[0].text == "You said: hi"
+
+
+def _wait_until(condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 5
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_stalled_stream_pauses_after_some_deltas_until_the_client_leaves(
+    fake: FakeAnthropic, http: httpx.Client
+) -> None:
+    body = {"model": "fake-stall-midstream", "max_tokens": 9, "stream": True, "messages": []}
+    abandoned = fake.abandoned
+
+    with http.stream("POST", "/v1/messages", json=body) as response:
+        chunks = response.iter_raw()
+        received = b""
+        while received.count(b"event: content_block_delta") < DELTAS_BEFORE_FAILURE:
+            received += next(chunks)
+        assert fake.active_responses == 1
+    # The stall ends as soon as the client hangs up, not after STALL_SECONDS.
+    assert _wait_until(lambda: fake.active_responses == 0)
+    assert fake.abandoned == abandoned + 1
+    assert received.endswith(b"\n\n")
+    assert b"message_stop" not in received
+
+
+def test_stalled_message_sends_half_its_json_then_pauses(
+    fake: FakeAnthropic, http: httpx.Client
+) -> None:
+    body = {"model": "fake-stall-midstream", "max_tokens": 9, "messages": _user("hi")}
+    received = b""
+
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        http.stream("POST", "/v1/messages", json=body, timeout=0.5) as response,
+    ):
+        for chunk in response.iter_raw():
+            received += chunk
+
+    assert received.startswith(b'{"id": "msg_fake_')
+    assert _wait_until(lambda: fake.active_responses == 0)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stalled_answer_completes_after_its_pause(
+    fake: FakeAnthropic,
+    client: anthropic.Anthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    monkeypatch.setattr(anthropic_upstream, "STALL_SECONDS", 0.2)
+    model, prompt = "fake-stall-midstream", _user("all of it")
+    message: Message
+    if stream:
+        with client.messages.stream(model=model, max_tokens=9, messages=prompt) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(model=model, max_tokens=9, messages=prompt)
+
+    assert isinstance(message.content[0], TextBlock)
+    assert message.content[0].text == "You said: all of it"
+    assert message.stop_reason == "end_turn"
+
+
+def test_open_connections_include_idle_keep_alive_ones(fake: FakeAnthropic) -> None:
+    with httpx.Client(base_url=fake.base_url, timeout=10) as raw:
+        response = raw.post("/v1/messages", json={"model": "fake-echo", "messages": _user("hi")})
+        port = response.extensions["network_stream"].get_extra_info("client_addr")[1]
+        # Answered, and the connection is still open for the next request.
+        assert fake.active_responses == 0
+        assert port in fake.client_ports
+        assert fake.open_connections >= 1
+    assert _wait_until(lambda: port not in fake.client_ports)
 
 
 def test_requests_are_recorded_with_headers_and_json(

@@ -41,7 +41,7 @@ def test_metrics_count_requests_masked_values_and_upstream_errors(
         )
     wait_for_audit(2)
     after = httpx.get(f"{proxy_url}/metrics", timeout=30).text
-    labels = {"endpoint": "messages", "model": "fake-echo", "status": "200"}
+    labels = {"endpoint": "messages", "model": "fake-echo", "status": "200", "stream": "false"}
     assert metric_value(after, "maskproxy_requests_total", **labels) == (
         metric_value(before, "maskproxy_requests_total", **labels) + 1
     )

@@ -7,30 +7,24 @@ provider received.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import anthropic
 import httpx
 import pytest
 import redis
-from django.apps import apps
-from django.conf import settings
-from django.core import serializers
-from django.test import override_settings
 
-from patterns.models import Pattern
-from patterns.store import build_async_store
-from proxy import services
-from proxy.audit import drain_audit
-from proxy.auth import KeyPrincipal
-from proxy.errors import MaskingUnavailable
-from proxy.stores import use_store
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.proxy.leaks import (
+    database_dump,
+    every_logger_at_debug,
+    redis_down_request,
+    redis_dump,
+)
 from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
 EXTRA = "Also 52.95.110.1 and account 123456789012."
@@ -44,24 +38,10 @@ TOOLS: list[Any] = [
 ]
 
 
-# The test's own client: the official SDK logs the requests it sends at DEBUG, values
-# included, in this process. It is the caller, not the proxy.
-CLIENT_LOGGERS = ("anthropic",)
-
-
 @pytest.fixture
 def everything_at_debug() -> Iterator[None]:
-    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] not in CLIENT_LOGGERS]
-    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
-    levels = [(logger, logger.level) for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-    for name in CLIENT_LOGGERS:
-        levels.append((logging.getLogger(name), logging.getLogger(name).level))
-        logging.getLogger(name).setLevel(logging.WARNING)
-    yield
-    for logger, level in levels:
-        logger.setLevel(level)
+    with every_logger_at_debug():
+        yield
 
 
 def _ask(client: anthropic.Anthropic, model: str, **fields: Any) -> None:
@@ -110,66 +90,6 @@ def _request_suite(client: anthropic.Anthropic, proxy_url: str, key: str) -> int
     return 17  # all but the one without a key
 
 
-def _redis_down_request(closed_port: int) -> None:
-    caches = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
-            "OPTIONS": {**settings.CACHES["default"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5},
-        }
-    }
-    principal = KeyPrincipal(key_id=None, name="t", prefix="t", namespace="ns-leak-check")
-    body = {
-        "model": "fake-echo",
-        "max_tokens": 5,
-        "messages": [{"role": "user", "content": SPEC_TEXT}],
-    }
-    call = services.ProxyCall(
-        principal=principal, endpoint="messages", body=body, headers={}, request_id="req_x"
-    )
-
-    async def run() -> None:
-        with override_settings(CACHES=caches):
-            store = build_async_store()
-        use_store(store)
-        try:
-            await services.send_message(call)
-        finally:
-            await drain_audit()
-            await store.aclose()
-
-    with pytest.raises(MaskingUnavailable):
-        asyncio.run(run())
-
-
-def _database_dump() -> str:
-    # Every table; of the patterns, not the examples admins wrote (they show such values).
-    dumped = []
-    for model in apps.get_models():
-        rows = model._default_manager.all()
-        if model is Pattern:
-            rows = rows.defer("positive_examples", "negative_examples")
-            fields = [f.name for f in Pattern._meta.fields if not f.name.endswith("_examples")]
-            dumped.append(serializers.serialize("json", rows, fields=fields))
-        else:
-            dumped.append(serializers.serialize("json", rows))
-    return "\n".join(dumped)
-
-
-def _redis_dump(redis_client: redis.Redis) -> bytes:
-    prefix = settings.CACHES["default"]["KEY_PREFIX"]
-    dump = b""
-    for key in redis_client.scan_iter(match=f"{prefix}:*", count=1000):
-        dump += key
-        kind = redis_client.type(key)
-        if kind == b"string":
-            dump += cast(bytes, redis_client.get(key) or b"")
-        elif kind == b"hash":
-            fields = cast(dict[bytes, bytes], redis_client.hgetall(key))
-            dump += b"".join(k + v for k, v in fields.items())
-    return dump
-
-
 def test_no_original_value_is_logged_stored_or_forwarded(
     everything_at_debug: None,
     proxy_url: str,
@@ -183,15 +103,15 @@ def test_no_original_value_is_logged_stored_or_forwarded(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     audited = _request_suite(client, proxy_url, api_key.key)
-    _redis_down_request(closed_port)
+    redis_down_request(closed_port, SPEC_TEXT)
     wait_for_audit(audited + 1)
     output = capfd.readouterr()
     places = {
         "log records": caplog.text,
         "stdout": output.out,
         "stderr": output.err,
-        "database": _database_dump(),
-        "redis": _redis_dump(redis_client).decode("latin-1"),
+        "database": database_dump(),
+        "redis": redis_dump(redis_client).decode("latin-1"),
         "upstream": upstream.raw_bodies().decode("utf-8", "replace"),
     }
     assert len(caplog.records) > 50  # the suite really logged at DEBUG
