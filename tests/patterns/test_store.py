@@ -20,6 +20,7 @@ from patterns.store import (
     build_async_store,
     cipher_from_settings,
 )
+from tests.redis_dump import dump_keys
 
 VALUES = [
     Allocation("i-0123456789abcdef0", "AWS_EC2", "ec2_instance"),
@@ -105,15 +106,7 @@ def test_redis_holds_no_original_value(
     store: MappingStore, redis_client: redis.Redis, namespace: str
 ) -> None:
     store.allocate(namespace, VALUES)
-    dump = b""
-    for key in _namespace_keys(redis_client, namespace):
-        dump += key
-        kind = redis_client.type(key)
-        if kind == b"string":
-            dump += cast(bytes, redis_client.get(key) or b"")
-        elif kind == b"hash":
-            fields = cast(dict[bytes, bytes], redis_client.hgetall(key))
-            dump += b"".join(k + v for k, v in fields.items())
+    dump = dump_keys(redis_client, _namespace_keys(redis_client, namespace))
     for item in VALUES:
         assert item.value.encode() not in dump
         assert item.value.lower().encode() not in dump.lower()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import redis
@@ -22,6 +22,7 @@ from proxy.audit import drain_audit
 from proxy.auth import KeyPrincipal
 from proxy.errors import MaskingUnavailable
 from proxy.stores import use_store
+from tests.redis_dump import dump_keys
 
 # The test's own client: the official SDK logs the requests it sends at DEBUG, values
 # included, in this process. It is the caller, not the proxy.
@@ -85,16 +86,7 @@ def database_dump() -> str:
 def redis_dump(redis_client: redis.Redis) -> bytes:
     """Every key of this test run, with its value (strings) or fields and values (hashes)."""
     prefix = settings.CACHES["default"]["KEY_PREFIX"]
-    dump = b""
-    for key in redis_client.scan_iter(match=f"{prefix}:*", count=1000):
-        dump += key
-        kind = redis_client.type(key)
-        if kind == b"string":
-            dump += cast(bytes, redis_client.get(key) or b"")
-        elif kind == b"hash":
-            fields = cast(dict[bytes, bytes], redis_client.hgetall(key))
-            dump += b"".join(k + v for k, v in fields.items())
-    return dump
+    return dump_keys(redis_client, redis_client.scan_iter(match=f"{prefix}:*", count=1000))
 
 
 def redis_down_request(closed_port: int, text: str) -> MaskingUnavailable:

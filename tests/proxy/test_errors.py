@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -15,15 +14,10 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from patterns.store import build_async_store
-from proxy import services
-from proxy.audit import drain_audit
-from proxy.auth import KeyPrincipal
-from proxy.errors import MaskingUnavailable
 from proxy.models import ApiKey
-from proxy.stores import use_store
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.proxy.leaks import redis_down_request
 
 VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -261,34 +255,7 @@ def test_upstream_timeout_is_a_504(
 def test_unreachable_redis_refuses_and_sends_nothing_upstream(
     upstream: FakeAnthropic, closed_port: int, seeded_rules: None
 ) -> None:
-    caches = {
-        "default": {
-            **settings.CACHES["default"],
-            "LOCATION": f"redis://127.0.0.1:{closed_port}/0",
-            "OPTIONS": {**settings.CACHES["default"]["OPTIONS"], "SOCKET_CONNECT_TIMEOUT": 0.5},
-        }
-    }
-    principal = KeyPrincipal(key_id=None, name="t", prefix="t", namespace="ns-redis-down")
-    call = services.ProxyCall(
-        principal=principal,
-        endpoint="messages",
-        body={**VALID, "messages": [{"role": "user", "content": "i-1234567890abcdef0"}]},
-        headers={},
-        request_id="req_test",
-    )
-
-    async def run() -> None:
-        with override_settings(CACHES=caches):
-            store = build_async_store()
-        use_store(store)
-        try:
-            await services.send_message(call)
-        finally:
-            await drain_audit()
-            await store.aclose()
-
-    with pytest.raises(MaskingUnavailable):
-        asyncio.run(run())
+    redis_down_request(closed_port, "i-1234567890abcdef0")
     assert upstream.requests == []
     assert wait_for_audit()[0].status == 503
 
