@@ -110,6 +110,8 @@ class MaskedTexts:
     texts: tuple[str, ...]
     restore: Mapping[str, str]  # placeholder -> original, only for values in these texts
     counts: Mapping[str, int]  # pattern name -> occurrences masked
+    # Texts that held no value, hence went out unchanged: scanning them again finds nothing.
+    clean: frozenset[str] = frozenset()
 
 
 def _findings(snapshot: Snapshot, texts: Sequence[str]) -> list[tuple[Finding, ...]]:
@@ -129,6 +131,7 @@ def _masked(
         ),
         restore={placeholder: value for value, placeholder in placeholders.items()},
         counts=Counter(f.pattern for findings in found for f in findings),
+        clean=frozenset(t for t, f in zip(texts, found, strict=True) if not f),
     )
 
 

@@ -178,14 +178,20 @@ def _restore_block(block: Any, fn: TextMap) -> Any:
     return {k: v if k in _STRUCTURAL_KEYS else map_leaves(v, fn) for k, v in block.items()}
 
 
-def unmaskable_leftovers(body: Mapping[str, Any], snapshot: Snapshot) -> str | None:
+def unmaskable_leftovers(
+    body: Mapping[str, Any], snapshot: Snapshot, known_clean: frozenset[str] = frozenset()
+) -> str | None:
     """The path of the first string in a masked request that still holds a value, if any.
 
     The last line of defence: identifiers, block types, model names and tool names are not
     masked (the provider needs them as they are), so a value there must stop the request.
     Signed thinking blocks and binary sources are not searched: they pass untouched.
+    known_clean: strings this snapshot already found nothing in (the same text scans the
+    same), such as a long system prompt without values; they are not scanned again.
     """
     for path, text in _strings(body, "body"):
+        if text in known_clean:
+            continue
         if any(f.pattern != PLACEHOLDER_LITERAL_PATTERN for f in snapshot.find(text)):
             return path
     return None

@@ -115,7 +115,7 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
     except (MappingStoreUnavailable, RulesUnavailable):
         raise MaskingUnavailable() from None
     masked = replace_request_texts(call.body, iter(call.masked.texts))
-    leftover = unmaskable_leftovers(masked, snapshot)
+    leftover = unmaskable_leftovers(masked, snapshot, known_clean=call.masked.clean)
     if leftover is not None:
         # The path is not quoted back: it is built from the client's keys, which may be values.
         raise InvalidRequest(

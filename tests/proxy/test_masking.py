@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.masking import replace_request_texts, request_texts, restore_response
+from patterns.engine import PatternSpec, build_snapshot
+from proxy.masking import (
+    replace_request_texts,
+    request_texts,
+    restore_response,
+    unmaskable_leftovers,
+)
 
 THINKING = {"type": "thinking", "thinking": "i-0123456789abcdef0 is odd", "signature": "sig_abc"}
 REQUEST: dict[str, Any] = {
@@ -122,3 +128,37 @@ def test_response_restores_text_and_tool_input_but_not_thinking() -> None:
     assert restored["content"][2]["input"] == {"command": "reboot i-0123456789abcdef0"}
     assert restored["content"][2]["id"] == "toolu_AWS_EC2_001"
     assert count == 2
+
+
+LEFTOVER_RULES = build_snapshot(
+    [
+        PatternSpec("ec2_instance", r"i-[0-9a-f]{17}", "AWS_EC2"),
+        PatternSpec("vpc", r"vpc-[0-9a-f]{8}", "AWS_VPC"),
+    ]
+)
+SYSTEM_PROMPT = "You are a helpful assistant for operations teams. " * 200
+
+
+def _with_tool_use_id(tool_use_id: str) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "system": SYSTEM_PROMPT,
+        "messages": [
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": tool_use_id, "name": "t", "input": {}}],
+            }
+        ],
+    }
+
+
+def test_a_value_where_nothing_is_masked_is_reported_by_its_path() -> None:
+    body = _with_tool_use_id("i-0123456789abcdef0")
+    assert unmaskable_leftovers(body, LEFTOVER_RULES) == "body.messages.0.content.0.id"
+
+
+def test_texts_known_clean_are_skipped_but_values_elsewhere_still_found() -> None:
+    clean = frozenset({SYSTEM_PROMPT, "m", "assistant", "tool_use", "t"})
+    assert unmaskable_leftovers(_with_tool_use_id("toolu_01"), LEFTOVER_RULES, clean) is None
+    leftover = unmaskable_leftovers(_with_tool_use_id("vpc-0a1b2c3d"), LEFTOVER_RULES, clean)
+    assert leftover == "body.messages.0.content.0.id"
