@@ -31,11 +31,13 @@ else
 CREATESUPERUSER := $(BIN)/python manage.py createsuperuser (with the same SECRET_KEY or SECRET_KEY_FILE)
 endif
 
-.PHONY: help venv run test bench lint fmt stop-redis clean distclean
+.PHONY: help venv run serve test bench lint fmt stop-redis clean distclean
 
 help:
 	@echo "make run         set up and serve on http://$(HOST):$(PORT) (admin at /admin/)"
+	@echo "make serve       production: WORKERS uvicorn workers on $(HOST):$(PORT), graceful stop"
 	@echo "make test        ruff, ruff format --check, mypy, makemigrations --check, pytest"
+	@echo "                 (on SQLite, then on PostgreSQL when one is reachable)"
 	@echo "make bench       run the benchmarks (python -m bench)"
 	@echo "make lint        ruff check and ruff format --check"
 	@echo "make fmt         ruff format and ruff check --fix"
@@ -83,8 +85,33 @@ run: $(STAMP) $(SECRET_DEPS)
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0; \
 	echo "Admin: http://$(HOST):$(PORT)/admin/"; \
 	echo "Create an admin user: $(CREATESUPERUSER)"; \
-	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off
+	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan on
 
+# Production: the caller's environment as it is (no generated secret, no private Redis; it
+# checks the migrations but does not apply them: run `manage.py migrate` once per release).
+# On SIGTERM (make passes it on) the workers stop accepting connections, let running requests
+# finish for up to SHUTDOWN_GRACE_SECONDS, write their audit records and exit. Proxy headers
+# (client address and scheme from FORWARDED_ALLOW_IPS) only when TRUST_X_FORWARDED_PROTO is on.
+serve: $(STAMP)
+	@if [ -n "$(SECRET_DEPS)" ]; then \
+	  echo "make serve: set SECRET_KEY or SECRET_KEY_FILE (make serve never generates one)" >&2; \
+	  exit 1; \
+	fi; \
+	$(BIN)/python manage.py migrate --check --skip-checks >/dev/null || { \
+	  echo "make serve: the database has unapplied migrations or did not answer;" \
+	    "run $(BIN)/python manage.py migrate first" >&2; \
+	  exit 1; }; \
+	case "$$(printf %s "$${TRUST_X_FORWARDED_PROTO:-}" | tr -d '[:space:]' | tr '[:upper:]' '[:lower:]')" in \
+	  true|1|yes|on) proxy_headers=--proxy-headers ;; \
+	  *) proxy_headers=--no-proxy-headers ;; \
+	esac; \
+	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) \
+	  --workers "$${WORKERS:-$$(nproc)}" --lifespan on "$$proxy_headers" --no-access-log \
+	  --timeout-graceful-shutdown "$${SHUTDOWN_GRACE_SECONDS:-30}"
+
+# pytest runs twice: on SQLite, then on the PostgreSQL scripts/ensure-postgres finds
+# (TEST_DATABASE_URL, or one on 127.0.0.1:5432). Without one, that run is skipped and the
+# output says why. Unless FUZZ_EXAMPLES is set, the second run fuzzes 2,000 bodies, not 10,000.
 test: $(STAMP) $(SECRET_DEPS)
 	@REDIS_URL="$$(scripts/ensure-redis)"; export REDIS_URL; \
 	step() { printf '==> %s\n' "$$*"; "$$@"; }; \
@@ -94,7 +121,23 @@ test: $(STAMP) $(SECRET_DEPS)
 	step env DJANGO_SETTINGS_MODULE=tests.settings \
 	  $(BIN)/python manage.py makemigrations --check --dry-run; \
 	scripts/ensure-test-packages; \
-	step $(BIN)/pytest
+	scripts/ensure-claude-code; \
+	echo "==> $(BIN)/pytest on SQLite"; \
+	env -u DATABASE_URL $(BIN)/pytest; \
+	status=0; DATABASE_URL="$$(scripts/ensure-postgres)" || status=$$?; \
+	if [ "$$status" = 3 ]; then \
+	  echo "==> SKIPPED $(BIN)/pytest on PostgreSQL: no PostgreSQL to use (the reason is above)"; \
+	  exit 0; \
+	fi; \
+	[ "$$status" = 0 ] || exit "$$status"; \
+	export DATABASE_URL; \
+	if [ -z "$${FUZZ_EXAMPLES:-}" ]; then \
+	  export FUZZ_EXAMPLES=2000; \
+	  echo "==> $(BIN)/pytest on PostgreSQL, with FUZZ_EXAMPLES=2000 (10,000 on SQLite)"; \
+	else \
+	  echo "==> $(BIN)/pytest on PostgreSQL"; \
+	fi; \
+	$(BIN)/pytest
 
 # The benchmarks start their own redis-server (never the shared one): ensure-redis only
 # installs it when missing. BENCH_ARGS picks benchmarks and flags: BENCH_ARGS="--quick engine".
@@ -123,7 +166,7 @@ stop-redis:
 	fi
 
 clean: stop-redis
-	rm -rf $(VENV) $(RUN_DIR) staticfiles .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(RUN_DIR) staticfiles e2e/node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_application = get_asgi_application()
 
 # Imported once Django is set up.
-from proxy.lifecycle import Receive, Send, serve_lifespan  # noqa: E402
+from proxy.lifecycle import Receive, Send, serve_http, serve_lifespan  # noqa: E402
 from proxy.upstream import warm_up  # noqa: E402
 
 
@@ -19,7 +19,7 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
     if scope["type"] == "lifespan":
         await serve_lifespan(receive, send)
     else:
-        await django_application(scope, receive, send)
+        await serve_http(django_application, scope, receive, send)
 
 
 # Pay for LiteLLM's imports at start-up rather than on the first request and first stream.

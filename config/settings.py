@@ -77,15 +77,17 @@ TEMPLATES = [
     },
 ]
 
-# Persistent connections belong to a thread. Under ASGI the ORM runs in a pool of worker
-# threads, so a non-zero CONN_MAX_AGE would leave idle connections open in each of them: put
-# a connection pooler in front of PostgreSQL instead.
+# Persistent connections belong to a thread. Under ASGI each request's ORM work runs in a
+# thread of its own, so a non-zero CONN_MAX_AGE would leave idle connections open in each of
+# them. PostgreSQL gets a pool per process instead (psycopg_pool, through Django): closing a
+# connection, as Django does at the end of each request, returns it to the pool.
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=0,
     ),
 }
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=0)
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Write-ahead logging lets readers (admin, dashboard) run beside the audit writer, and
@@ -96,6 +98,16 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         transaction_mode="IMMEDIATE",
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE:
+    # One connection stays open for the audit writer and the odd cache miss; more are opened
+    # when requests wait for one, and closed again after ten idle minutes. A request waits
+    # up to 30 s for a free connection, then fails with a database error.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+    }
+    # A pooled connection may have outlived a database restart: check it before lending it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
+from config.db import releasing_connections
 from patterns.engine import Finding, PatternError, Snapshot, build_snapshot, replace_findings
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
@@ -54,7 +55,7 @@ async def arules_snapshot(store: AsyncMappingStore, version: str | None = None) 
     current = _current
     if current is not None and current.version == version:
         return current
-    snapshot = await sync_to_async(load_snapshot)(version)
+    snapshot = await sync_to_async(releasing_connections(load_snapshot))(version)
     _current = snapshot
     return snapshot
 

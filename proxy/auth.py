@@ -14,6 +14,7 @@ from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
+from config.db import releasing_connections
 from patterns.store import MappingStoreUnavailable, Versions, get_store
 from proxy.errors import AuthenticationError
 from proxy.keys import digest_matches, key_digest, key_prefix, secret_matches
@@ -163,7 +164,7 @@ async def authenticate_request_key(key: str) -> tuple[KeyPrincipal, Versions | N
         cached = key_cache.get(digest, versions.keys)
         if cached is not None:
             return cached, versions
-    loaded = await sync_to_async(_load_key)(key)
+    loaded = await sync_to_async(releasing_connections(_load_key))(key)
     if versions is not None:
         key_cache.put(digest, loaded, versions.keys)
     return loaded.principal, versions

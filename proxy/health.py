@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connection
 
+from config.db import releasing_connections
 from patterns.services import RulesUnavailable, arules_snapshot
 from patterns.store import MappingStoreUnavailable
 from proxy import upstream
@@ -40,7 +41,7 @@ def _database_ping() -> None:
 async def check_database() -> Component:
     started = time.monotonic()
     try:
-        await sync_to_async(_database_ping)()
+        await sync_to_async(releasing_connections(_database_ping))()
     except DatabaseError as exc:
         return Component("unhealthy", {"error": type(exc).__name__})
     return Component("healthy", {"vendor": connection.vendor, "latency_ms": _ms_since(started)})

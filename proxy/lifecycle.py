@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from proxy import upstream
@@ -15,12 +16,46 @@ logger = logging.getLogger(__name__)
 Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Scope = dict[str, Any]
+Application = Callable[[Scope, Receive, Send], Coroutine[Any, Any, None]]
 
+# How long the shutdown waits for the requests the server cut at the end of its grace period
+# to finish (they only have to notice the closed connection and audit themselves).
+SHUTDOWN_REQUESTS_SECONDS = 5.0
 SHUTDOWN_AUDIT_SECONDS = 10.0
+
+_running: set[asyncio.Task[None]] = set()
+
+
+async def serve_http(app: Application, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the application on one request in a task of its own, out of the server's reach.
+
+    When its grace period is over, uvicorn cancels the requests still running and closes
+    their connections. Cancelled, Django's handler would leave the task that answers the
+    request running on its own (`asyncio.wait` does not cancel what it waits for): a stream
+    would go on reading the provider until the event loop closed, and its audit record would
+    come after the shutdown's flush, if ever. Shielded, the handler sees the closed
+    connection as a client leaving: it cancels the view (a stream is audited as 499
+    client_closed), and the shutdown waits for it before writing the audit records.
+    """
+    task = asyncio.create_task(app(scope, receive, send))
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    await asyncio.shield(task)
+
+
+async def _finish_requests(seconds: float) -> None:
+    if not _running:
+        return
+    _, pending = await asyncio.wait(set(_running), timeout=seconds)
+    if pending:
+        logger.error("shutdown: %s request(s) still running after %ss", len(pending), seconds)
 
 
 async def shutdown() -> None:
-    """Once the server has finished its requests: write their audit records, close clients."""
+    """Once the server has finished (or cut) its requests: write their audit records, close
+    clients."""
+    await _finish_requests(SHUTDOWN_REQUESTS_SECONDS)
     if not await drain_audit(SHUTDOWN_AUDIT_SECONDS):
         logger.error("shutdown: audit records still unwritten after %ss", SHUTDOWN_AUDIT_SECONDS)
     await close_store()

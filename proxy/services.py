@@ -87,6 +87,9 @@ class ProxyCall:
             upstream_failed=isinstance(error, UPSTREAM_ERRORS),
         )
 
+    def client_left(self) -> AuditEntry:
+        return self.audit(status=CLIENT_CLOSED_STATUS, error_type=CLIENT_CLOSED_ERROR)
+
     def audit(self, *, status: int, error_type: str = "", **extra: Any) -> AuditEntry:
         counts = dict(self.masked.counts) if self.masked else {}
         return AuditEntry(
@@ -184,6 +187,12 @@ async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]
             await _release_stream_slot(call)
         write_audit_later(call.failed(error))
         raise
+    except asyncio.CancelledError:
+        # The client left (or the server stopped) before the answer began.
+        if slot:
+            await _release_stream_slot(call)
+        write_audit_later(call.client_left())
+        raise
     upstream_ms = int((time.monotonic() - upstream_started) * 1000)
     restore = call.masked.restore if call.masked else {}
     if isinstance(result, dict):
@@ -269,6 +278,9 @@ async def count_tokens(call: ProxyCall) -> dict[str, Any]:
         result = await upstream.count_tokens(masked_body, call.headers)
     except ProxyError as error:
         write_audit_later(call.failed(error))
+        raise
+    except asyncio.CancelledError:
+        write_audit_later(call.client_left())
         raise
     write_audit_later(call.audit(status=200, input_tokens=result.get("input_tokens")))
     return result

@@ -1,20 +1,32 @@
-"""Shared fixtures: a real Redis (own key prefix, cleaned up after the run)."""
+"""Shared fixtures: a real Redis (own key prefix, cleaned up after the run), and a test
+database that nothing of ours is still connected to when pytest-django drops it."""
 
 from __future__ import annotations
 
 import importlib
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import redis
 from django.apps import apps as django_apps
 from django.conf import settings
+from django.db import connections
+from django.db.backends.postgresql import base as postgresql
+from psycopg.conninfo import make_conninfo
+from pytest_django import DjangoDbBlocker
 
 from patterns.models import Pattern
 from patterns.store import MappingStore, cipher_from_settings
+from proxy import audit
+
+# How long the session's end waits for other connections to the test database to close.
+DISCONNECT_TIMEOUT = 10.0
 
 
 def _redis_url() -> str:
@@ -32,6 +44,61 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     for suffix in ("-wal", "-shm"):
         Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """pytest-django's test database; at the end, nothing of ours connected to it.
+
+    PostgreSQL will not drop a database while a session is connected to it, and the audit
+    writer keeps its connection for a second after its last batch: write what is queued, then
+    wait for every other connection to close, naming any that does not.
+    """
+    yield
+    with django_db_blocker.unblock():
+        audit.flush_audit(timeout=30)
+        connections.close_all()
+        database = connections["default"]
+        if isinstance(database, postgresql.DatabaseWrapper):
+            # Django closes the pool itself before dropping the database; close it now so
+            # that only connections something still holds are left to wait for.
+            database.close_pool()  # type: ignore[attr-defined]  # Django 5.1+; not in the stubs
+            _wait_for_other_sessions_to_leave(database.settings_dict)
+
+
+def _wait_for_other_sessions_to_leave(settings_dict: dict[str, Any]) -> None:
+    name = settings_dict["NAME"]
+    conninfo = make_conninfo(
+        dbname="postgres",
+        host=settings_dict["HOST"] or None,
+        port=settings_dict["PORT"] or None,
+        user=settings_dict["USER"] or None,
+        password=settings_dict["PASSWORD"] or None,
+    )
+    # From the "postgres" database, where Django runs its DROP DATABASE. In autocommit: a
+    # transaction would keep reading the same snapshot of pg_stat_activity.
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        deadline = time.monotonic() + DISCONNECT_TIMEOUT
+        while True:
+            sessions = admin.execute(
+                "SELECT pid, state, left(query, 80) FROM pg_stat_activity WHERE datname = %s",
+                [name],
+            ).fetchall()
+            if not sessions or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if sessions:
+            # Ours, on our own database: end them, so that the database is still dropped
+            # rather than left on a shared server, and fail the run.
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                [name],
+            )
+    if sessions:
+        raise RuntimeError(
+            f"still connected to the test database {name} after {DISCONNECT_TIMEOUT} s "
+            f"(pid, state, last query): {sessions}"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Settings for the test suite: config.settings with test-only secrets and own Redis keys."""
+"""Settings for the test suite: config.settings with test-only secrets, own Redis keys and DB."""
 
 import os
 from uuid import uuid4
@@ -27,4 +27,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(BASE_DIR / ".run" / f"{CACHES['default']['KEY_PREFIX']}.sqlite3")  # noqa: F405
+    }
+else:
+    # The server may be shared with other runs and other projects: pytest-django creates and
+    # drops a test database named after this run's key prefix, and touches no other.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": ("test_" + CACHES["default"]["KEY_PREFIX"].replace("-", "_"))[:63]
     }

@@ -1,9 +1,12 @@
-"""Tests of the environment readers in config/env.py (no database, no Redis)."""
+"""Tests of the environment readers in config/env.py and of settings built with them (no
+database, no Redis)."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -184,3 +187,59 @@ def test_settings_refuse_to_load_without_secret_key_when_debug_is_off() -> None:
 def test_settings_load_without_secret_key_in_debug() -> None:
     result = _import_settings(DJANGO_DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def _default_database(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """DATABASES["default"] as JSON, from config.settings in a fresh interpreter."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DATABASE_")}
+    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
+    code = "import json, config.settings as s; print(json.dumps(s.DATABASES['default']))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _database(**overrides: str) -> dict[str, Any]:
+    result = _default_database(**overrides)
+    assert result.returncode == 0, result.stderr
+    database: dict[str, Any] = json.loads(result.stdout)
+    return database
+
+
+POSTGRES_URL = "postgres://maskproxy:pw@db.internal:5432/maskproxy"
+
+
+def test_postgresql_gets_a_checked_connection_pool_by_default() -> None:
+    database = _database(DATABASE_URL=POSTGRES_URL)
+    assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 10}
+    assert database["CONN_HEALTH_CHECKS"] is True
+    # Django refuses a pool with persistent connections.
+    assert database["CONN_MAX_AGE"] == 0
+
+
+def test_database_pool_max_size_sizes_the_pool_and_zero_turns_it_off() -> None:
+    sized = _database(DATABASE_URL=POSTGRES_URL, DATABASE_POOL_MAX_SIZE="3")
+    assert sized["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 3}
+    off = _database(DATABASE_URL=POSTGRES_URL, DATABASE_POOL_MAX_SIZE="0")
+    assert "pool" not in off.get("OPTIONS", {})
+    assert (off["CONN_MAX_AGE"], off["CONN_HEALTH_CHECKS"]) == (0, False)
+
+
+def test_sqlite_never_gets_a_pool() -> None:
+    database = _database(DATABASE_URL="sqlite:///db.sqlite3", DATABASE_POOL_MAX_SIZE="5")
+    assert database["OPTIONS"] == {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+
+
+def test_a_negative_pool_size_is_refused() -> None:
+    result = _default_database(DATABASE_URL=POSTGRES_URL, DATABASE_POOL_MAX_SIZE="-1")
+    assert result.returncode != 0
+    assert "DATABASE_POOL_MAX_SIZE must be at least 0; got -1" in result.stderr

@@ -5,6 +5,9 @@ The request's ``model`` picks the scenario, so a test chooses one by the model i
 - ``fake-echo`` (and any unknown model): one text block, "You said: " + the last user text.
 - ``fake-tool``: "Running it." then a ``tool_use`` of the first tool, stop reason ``tool_use``.
 - ``fake-thinking``: a signed ``thinking`` block, then the echo.
+- ``fake-bash``: a ``tool_use`` of the ``Bash`` tool (Claude Code's) whose command echoes the
+  last text block of the last user message into ``BASH_OUTPUT_FILE``; once that message holds a
+  ``tool_result``, "Tool said: " + the result's text.
 - ``fake-error-<status>`` (400 401 403 404 413 429 500 529): Anthropic's error JSON.
 - ``fake-error-midstream``: a stream that stops with an ``error`` event after a few deltas
   (without ``"stream": true``, the echo).
@@ -12,6 +15,9 @@ The request's ``model`` picks the scenario, so a test chooses one by the model i
 - ``fake-truncated``: the connection closes part-way through the body (stream or JSON).
 - ``fake-stall-midstream``: part of the body (a few deltas, or half the JSON), then nothing
   for ``STALL_SECONDS`` unless the client leaves, then the rest.
+- ``fake-slow-stream``: the echo's stream, its text in ``SLOW_STREAM_DELTAS`` even pieces (fewer
+  for a shorter text), one event a write and a pause of ``SLOW_STREAM_INTERVAL`` after each
+  delta: about 2 s in all (without ``"stream": true``, the echo at once).
 
 ``POST /v1/messages/count_tokens`` answers with the characters of all text // 4 + 1; any other
 path gets Anthropic's 404 error.
@@ -32,6 +38,7 @@ import itertools
 import json
 import random
 import re
+import shlex
 import threading
 import time
 import uuid
@@ -54,9 +61,15 @@ ECHO_PREFIX = "You said: "
 TOOL_PREAMBLE = "Running it."
 TOOL_USE_ID = "toolu_fake_1"
 DEFAULT_TOOL_NAME = "bash"
+BASH_TOOL_NAME = "Bash"
+BASH_TOOL_USE_ID = "toolu_fake_bash_1"
+BASH_OUTPUT_FILE = "fake-bash-output.txt"
+BASH_RESULT_PREFIX = "Tool said: "
 THINKING_TEXT = "The user wants their own words back, so I will repeat them."
 SIGNATURE = "sig_" + "EqQBCkgIARABGAIiQGFrZTEyMzQ1Njc4OTBhYmNk"
 SLOW_SECONDS = 2.0
+SLOW_STREAM_DELTAS = 20
+SLOW_STREAM_INTERVAL = 0.1
 # Longer than any timeout a test sets, so only a client that lets go ends a stall early.
 STALL_SECONDS = 30.0
 # At stop, responses still running after this long are cancelled (a test left a stream unread).
@@ -398,7 +411,25 @@ def _reply_content(model: str, body: Json) -> list[Json]:
         return [{"type": "text", "text": TOOL_PREAMBLE}, tool_use]
     if model == "fake-thinking":
         return [{"type": "thinking", "thinking": THINKING_TEXT, "signature": SIGNATURE}, echo]
+    if model == "fake-bash":
+        return _bash_content(body)
     return [echo]
+
+
+def _bash_content(body: Json) -> list[Json]:
+    """A Bash call that writes the user's last words to a file, then the echo of its result."""
+    result = _last_tool_result_text(body)
+    if result is not None:
+        return [{"type": "text", "text": BASH_RESULT_PREFIX + result}]
+    # tee: the words land in a file the test can read and in the output that comes back.
+    words = shlex.quote(_last_user_block_text(body))
+    tool_use = {
+        "type": "tool_use",
+        "id": BASH_TOOL_USE_ID,
+        "name": _tool_named(body, BASH_TOOL_NAME),
+        "input": {"command": f"echo {words} | tee {BASH_OUTPUT_FILE}", "description": "Echo"},
+    }
+    return [{"type": "text", "text": TOOL_PREAMBLE}, tool_use]
 
 
 def _last_user_text(body: Json) -> str:
@@ -413,6 +444,27 @@ def _last_user_text(body: Json) -> str:
     return "".join(text for text in texts if isinstance(text, str))
 
 
+def _last_user_blocks(body: Json) -> list[Json]:
+    messages = body.get("messages")
+    users = [m for m in messages if _is_user(m)] if isinstance(messages, list) else []
+    content = users[-1].get("content") if users else None
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
+def _last_user_block_text(body: Json) -> str:
+    """The last text block of the last user message (Claude Code puts its reminders first)."""
+    texts = [b.get("text") for b in _last_user_blocks(body) if b.get("type") == "text"]
+    return next((text for text in reversed(texts) if isinstance(text, str)), "")
+
+
+def _last_tool_result_text(body: Json) -> str | None:
+    """The text of the last tool_result in the last user message; None when it has none."""
+    results = [b for b in _last_user_blocks(body) if b.get("type") == "tool_result"]
+    return "".join(_texts(results[-1].get("content"))) if results else None
+
+
 def _is_user(message: object) -> bool:
     return isinstance(message, dict) and message.get("role") == "user"
 
@@ -422,6 +474,12 @@ def _first_tool_name(body: Json) -> str:
     if isinstance(tools, list) and tools and isinstance(tools[0], dict):
         return str(tools[0].get("name", DEFAULT_TOOL_NAME))
     return DEFAULT_TOOL_NAME
+
+
+def _tool_named(body: Json, name: str) -> str:
+    tools = body.get("tools")
+    names = [t.get("name") for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
+    return name if name in names else _first_tool_name(body)
 
 
 def _count_tokens(body: Json) -> int:
@@ -448,6 +506,9 @@ def _texts(content: object) -> Iterator[str]:
 async def _stream(
     reply: _Reply, receive: Receive, model: str, message: Json, rng: random.Random
 ) -> None:
+    if model == "fake-slow-stream":
+        await _stream_slowly(reply, receive, _slow_events(message, rng))
+        return
     events = _events(message, rng)
     rest: list[Event] = []
     if model == "fake-error-midstream":
@@ -469,6 +530,35 @@ async def _stream(
     # and the client never sees the end of the chunked body.
     if model != "fake-truncated":
         await reply.write(b"", more=False)
+
+
+async def _stream_slowly(reply: _Reply, receive: Receive, events: list[Event]) -> None:
+    await reply.start(200, "text/event-stream", [(b"cache-control", b"no-cache")])
+    for name, data in events:
+        await reply.write(_sse([(name, data)]), more=True)
+        if name == "content_block_delta" and not await _pause_unless_disconnected(
+            receive, SLOW_STREAM_INTERVAL
+        ):
+            return
+    await reply.write(b"", more=False)
+
+
+def _slow_events(message: Json, rng: random.Random) -> list[Event]:
+    """The echo's stream with its text cut into SLOW_STREAM_DELTAS pieces of even length."""
+    text = message["content"][0]["text"]
+    size, longer = divmod(len(text), SLOW_STREAM_DELTAS)
+    ends = list(itertools.accumulate(size + (n < longer) for n in range(SLOW_STREAM_DELTAS)))
+    pieces = [text[start:end] for start, end in itertools.pairwise([0, *ends]) if end > start]
+    deltas: list[Event] = [
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+        )
+        for p in pieces
+    ]
+    events = _events(message, rng)
+    positions = [n for n, (name, _) in enumerate(events) if name == "content_block_delta"]
+    return [*events[: positions[0]], *deltas, *events[positions[-1] + 1 :]]
 
 
 def _events(message: Json, rng: random.Random) -> list[Event]:

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
-from anthropic.types import Message, MessageParam, TextBlock, ThinkingBlock, ToolParam, ToolUseBlock
+from anthropic.types import (
+    Message,
+    MessageParam,
+    TextBlock,
+    TextBlockParam,
+    ThinkingBlock,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlock,
+)
 
 from tests.fakes import anthropic_upstream
 from tests.fakes.anthropic_upstream import (
+    BASH_OUTPUT_FILE,
+    BASH_RESULT_PREFIX,
     DELTAS_BEFORE_FAILURE,
     RETRY_AFTER_SECONDS,
     SIGNATURE,
@@ -194,6 +209,69 @@ def test_tool_use_without_tools_calls_bash(client: anthropic.Anthropic) -> None:
     assert message.stop_reason == "tool_use"
 
 
+def test_bash_calls_claude_codes_bash_tool_to_echo_the_last_text_block_into_a_file(
+    client: anthropic.Anthropic, tmp_path: Path
+) -> None:
+    # Claude Code sends its reminders as text blocks before the prompt.
+    prompt = f'Save {PLACEHOLDER}\'s "state" now'
+    tools: list[ToolParam] = [*TOOLS, {"name": "Bash", "input_schema": {"type": "object"}}]
+    messages: list[MessageParam] = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "<reminder/>"}, {"type": "text", "text": prompt}],
+        }
+    ]
+    with client.messages.stream(
+        model="fake-bash", max_tokens=100, tools=tools, messages=messages
+    ) as stream:
+        final = stream.get_final_message()
+
+    text, tool_use = final.content
+    assert isinstance(text, TextBlock)
+    assert isinstance(tool_use, ToolUseBlock)
+    assert (tool_use.name, final.stop_reason) == ("Bash", "tool_use")
+    assert isinstance(tool_use.input, dict)
+    command = tool_use.input["command"]
+    assert command == f"echo {shlex.quote(prompt)} | tee {BASH_OUTPUT_FILE}"
+    bash = shutil.which("bash") or "/bin/bash"
+    ran = subprocess.run(
+        [bash, "-c", command], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert ran.stdout == (tmp_path / BASH_OUTPUT_FILE).read_text() == prompt + "\n"
+
+
+def test_bash_echoes_the_tool_result_once_it_comes_back(client: anthropic.Anthropic) -> None:
+    first = client.messages.create(
+        model="fake-bash", max_tokens=100, tools=TOOLS, messages=_user(PLACEHOLDER)
+    )
+    tool_use = first.content[1]
+    assert isinstance(tool_use, ToolUseBlock)
+    assert tool_use.name == "run_shell"  # no Bash tool: the first one
+    output = f"{PLACEHOLDER}\n"
+    results: list[ToolResultBlockParam] = [
+        {"type": "tool_result", "tool_use_id": tool_use.id, "content": output},
+        {"type": "tool_result", "tool_use_id": tool_use.id, "content": [_text_block(output)]},
+    ]
+    for result in results:
+        messages: list[MessageParam] = [
+            *_user(PLACEHOLDER),
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [result, _text_block("<reminder/>")]},
+        ]
+
+        second = client.messages.create(
+            model="fake-bash", max_tokens=100, tools=TOOLS, messages=messages
+        )
+
+        assert isinstance(second.content[0], TextBlock)
+        assert second.content[0].text == f"{BASH_RESULT_PREFIX}{PLACEHOLDER}\n"
+        assert second.stop_reason == "end_turn"
+
+
+def _text_block(text: str) -> TextBlockParam:
+    return {"type": "text", "text": text}
+
+
 def test_thinking_comes_signed_before_the_echo(client: anthropic.Anthropic) -> None:
     message = client.messages.create(
         model="fake-thinking",
@@ -320,6 +398,72 @@ def test_slow_model_answers_after_its_pause(client: anthropic.Anthropic) -> None
     message = client.messages.create(model="fake-slow", max_tokens=9, messages=_user("hi"))
 
     assert time.monotonic() - started >= SLOW_SECONDS
+    assert isinstance(message.content[0], TextBlock)
+    assert message.content[0].text == "You said: hi"
+
+
+@pytest.mark.slow
+def test_slow_stream_sends_even_pieces_of_text_a_pause_apart(http: httpx.Client) -> None:
+    prompt = f"Restart {PLACEHOLDER} in the eu-west-1 region now"
+    body = {
+        "model": "fake-slow-stream",
+        "max_tokens": 99,
+        "stream": True,
+        "messages": _user(prompt),
+    }
+    arrivals: list[float] = []
+    received = b""
+
+    started = time.monotonic()
+    with http.stream("POST", "/v1/messages", json=body) as response:
+        for chunk in response.iter_raw():
+            received += chunk
+            arrivals += [time.monotonic() - started] * chunk.count(b"event: content_block_delta")
+    events = _sse_events(received)
+    deltas = _text_deltas(events)
+
+    print(
+        f"\nfake-slow-stream: {len(deltas)} deltas, first at {arrivals[0]:.2f} s, last at "
+        f"{arrivals[-1]:.2f} s"
+    )
+    assert "".join(deltas) == f"You said: {prompt}"
+    assert len(deltas) == anthropic_upstream.SLOW_STREAM_DELTAS
+    assert max(map(len, deltas)) - min(map(len, deltas)) <= 1
+    assert [name for name, _ in events][-3:] == [
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    # Each delta but the last is followed by a pause before the next is written.
+    assert arrivals[-1] >= (len(deltas) - 1) * anthropic_upstream.SLOW_STREAM_INTERVAL
+    assert arrivals[-1] - arrivals[0] > 1.0, "the text came at once instead of over time"
+
+
+def test_slow_stream_of_a_short_text_sends_one_character_a_delta(http: httpx.Client) -> None:
+    body = {"model": "fake-slow-stream", "max_tokens": 9, "stream": True, "messages": _user("")}
+
+    response = http.post("/v1/messages", json=body)
+
+    assert _text_deltas(_sse_events(response.content)) == list("You said: ")
+
+
+def test_slow_stream_stops_when_the_client_leaves(fake: FakeAnthropic, http: httpx.Client) -> None:
+    body = {"model": "fake-slow-stream", "max_tokens": 9, "stream": True, "messages": _user("hi")}
+    abandoned = fake.abandoned
+
+    with http.stream("POST", "/v1/messages", json=body) as response:
+        chunks = response.iter_raw()
+        received = b""
+        while b"event: content_block_delta" not in received:
+            received += next(chunks)
+    assert _wait_until(lambda: fake.active_responses == 0)
+    assert fake.abandoned == abandoned + 1
+    assert b"message_stop" not in received
+
+
+def test_slow_stream_model_without_stream_answers_the_echo(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(model="fake-slow-stream", max_tokens=9, messages=_user("hi"))
+
     assert isinstance(message.content[0], TextBlock)
     assert message.content[0].text == "You said: hi"
 

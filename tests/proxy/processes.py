@@ -333,14 +333,22 @@ def prepare_site(
 class ProxyProcess:
     """One `uvicorn config.asgi:application` process (with workers > 1: a master and workers)."""
 
-    def __init__(self, site: Site, *, name: str, workers: int = 1) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        name: str,
+        workers: int = 1,
+        lifespan: str = "off",
+        grace_seconds: int = 5,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.workers = workers
         self.log = site.directory / f"proxy-{name}.log"
         args = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
-        args += ["--host", HOST, "--port", str(self.port), "--lifespan", "off"]
-        args += ["--log-level", "info", "--timeout-graceful-shutdown", "5"]
+        args += ["--host", HOST, "--port", str(self.port), "--lifespan", lifespan]
+        args += ["--log-level", "info", "--timeout-graceful-shutdown", str(grace_seconds)]
         if workers > 1:
             args += ["--workers", str(workers)]
         self._process: subprocess.Popen[bytes] | None = _spawn(args, self.log, site.env())
@@ -374,6 +382,51 @@ class ProxyProcess:
         if self._process is not None:
             _terminate(self._process)
             self._process = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("this proxy was stopped")
+        return self._process.pid
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Signal the uvicorn process (with workers, the master), not its group."""
+        if self._process is None:
+            raise RuntimeError("this proxy was stopped")
+        self._process.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status once the process has ended by itself; None if it still runs."""
+        if self._process is None:
+            raise RuntimeError("this proxy was stopped")
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def group_running(self) -> list[int]:
+        """The processes of its group (the master, workers, helpers) that have not exited."""
+        return running_in_group(self.pid)
+
+
+def running_in_group(pgid: int) -> list[int]:
+    """Processes of the group (a session _spawn started) that have not exited.
+
+    Zombies are left out: a helper that exits after the master (multiprocessing's resource
+    tracker does) goes to init, which may take a moment to reap it.
+    """
+    running = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            running.append(int(entry.name))
+    return running
 
 
 @contextlib.contextmanager

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.proxy.conftest import IssuedKey
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10000"))
+# An empty FUZZ_EXAMPLES counts as unset, as every setting does (.env.example lists it empty).
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or "10000")
 SENSITIVE = ("i-0123456789abcdef0", "vpc-0a1b2c3d", "AKIA1234567890ABCDEF", "52.95.110.1")
 ODD_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
 TEXT = st.one_of(

@@ -6,10 +6,11 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 
 from proxy.models import ApiKey
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey
+from tests.proxy.conftest import IssuedKey, wait_for_audit
 
 BODY = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -52,4 +53,21 @@ def test_streams_over_the_cap_get_429_and_slots_free_up(
     finally:
         holder.join(timeout=30)
     assert first == [200]
+    assert _post(proxy_url, api_key.key, {**BODY, "stream": True}).status_code == 200
+
+
+def test_a_client_leaving_before_the_answer_frees_its_stream_slot_and_is_audited(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    ApiKey.objects.filter(pk=api_key.record.pk).update(max_concurrent_streams=1)
+    slow = {**BODY, "model": "fake-slow", "stream": True}
+    with pytest.raises(httpx.ReadTimeout):  # gives up before the provider's headers
+        httpx.post(
+            f"{proxy_url}/v1/messages",
+            json=slow,
+            headers={"x-api-key": api_key.key},
+            timeout=httpx.Timeout(30, read=0.5),
+        )
+    (record,) = wait_for_audit(1)
+    assert (record.status, record.error_type, record.stream) == (499, "client_closed", True)
     assert _post(proxy_url, api_key.key, {**BODY, "stream": True}).status_code == 200
