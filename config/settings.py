@@ -1,8 +1,10 @@
 """Django settings for the masking proxy, read from environment variables (see .env.example)."""
 
 import os
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -112,20 +114,69 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATAB
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _redis_timeout = env_float("REDIS_SOCKET_TIMEOUT", 2.0, minimum=0.1)
+# The URL may hold a password: it can come from a file (REDIS_URL_FILE) and is never logged.
+_redis_url = env_secret("REDIS_URL") or "redis://127.0.0.1:6379/0"
+_redis_options: dict[str, Any] = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+    "SOCKET_CONNECT_TIMEOUT": _redis_timeout,
+    "SOCKET_TIMEOUT": _redis_timeout,
+    # The masking mappings live here: they are data we cannot lose, not a cache.
+    # A Redis error must fail the request (closed), never pass as a miss.
+    "IGNORE_EXCEPTIONS": False,
+}
+
+
+def _sentinel_address(item: str) -> tuple[str, int]:
+    host, _, port = item.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ImproperlyConfigured(f"REDIS_SENTINELS: {item!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _sentinel_location(url: str, master: str) -> str:
+    """REDIS_URL with its host replaced by the master's name, as django-redis expects."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        # django-redis's Sentinel pool would open plain TLS connections to the service name.
+        raise ImproperlyConfigured("With REDIS_SENTINELS, REDIS_URL must start with redis://")
+    userinfo, _, _ = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{master}" if userinfo else master))
+
+
+_redis_sentinels = [_sentinel_address(item) for item in env_list("REDIS_SENTINELS", [])]
+if _redis_sentinels:
+    # Both clients read the service name from the URL's host, which URL parsing lowercases.
+    _redis_master = env_str("REDIS_SENTINEL_MASTER", "mymaster")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", _redis_master):
+        raise ImproperlyConfigured(
+            "REDIS_SENTINEL_MASTER must be lowercase letters, digits and _ . - "
+            f"(it travels as a URL host); got {_redis_master!r}"
+        )
+    _redis_url = _sentinel_location(_redis_url, _redis_master)
+    _sentinel_kwargs: dict[str, Any] = {
+        "socket_connect_timeout": _redis_timeout,
+        "socket_timeout": _redis_timeout,
+    }
+    _sentinel_password = env_secret("REDIS_SENTINEL_PASSWORD")
+    if _sentinel_password is not None:
+        _sentinel_kwargs["password"] = _sentinel_password
+    _redis_options.update(
+        CONNECTION_FACTORY="django_redis.pool.SentinelConnectionFactory",
+        SENTINELS=_redis_sentinels,
+        SENTINEL_KWARGS=_sentinel_kwargs,
+    )
+
+# How many replicas must acknowledge a request's new mappings before it is forwarded (Redis
+# WAIT); fewer within half of REDIS_SOCKET_TIMEOUT refuse the request. 0: do not wait.
+REDIS_WAIT_REPLICAS = env_int("REDIS_WAIT_REPLICAS", 0, minimum=0)
+
 CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": env_str("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "LOCATION": _redis_url,
         "KEY_PREFIX": env_str("REDIS_KEY_PREFIX", "maskproxy"),
-        "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
-            "SOCKET_CONNECT_TIMEOUT": _redis_timeout,
-            "SOCKET_TIMEOUT": _redis_timeout,
-            # The masking mappings live here: they are data we cannot lose, not a cache.
-            # A Redis error must fail the request (closed), never pass as a miss.
-            "IGNORE_EXCEPTIONS": False,
-        },
+        "OPTIONS": _redis_options,
     },
 }
 

@@ -26,7 +26,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,10 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) - tonumber(ARGV[3])) + 60)
 return 1
 """
+
+
+class _NotReplicated(redis.RedisError):
+    """Fewer replicas than required acknowledged a new mapping in time."""
 
 
 class MappingStoreUnavailable(Exception):
@@ -270,9 +276,20 @@ class AsyncMappingStore:
     """The same store for the async request path (redis.asyncio, a blocking pool)."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, cipher: ValueCipher, *, ttl: int, key_prefix: str
+        self,
+        client: redis.asyncio.Redis,
+        cipher: ValueCipher,
+        *,
+        ttl: int,
+        key_prefix: str,
+        sentinel: Sentinel | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 100,
     ):
         self._client = client
+        self._sentinel = sentinel  # closed with the client: it holds connections of its own
+        self._wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
         self._cipher = cipher
         self._ttl = ttl
         self._keys = _KeyScheme(key_prefix)
@@ -286,10 +303,37 @@ class AsyncMappingStore:
             return {}
         args = _allocation_args(self._keys, self._cipher, self._ttl, namespace, unique)
         try:
-            placeholders = await self._allocate(keys=[], args=args)
+            if self._wait_replicas:
+                placeholders = await self._allocate_replicated(args)
+            else:
+                placeholders = await self._allocate(keys=[], args=args)
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
         return {item.value: _decode(p) for item, p in zip(unique, placeholders, strict=True)}
+
+    async def _allocate_replicated(self, args: list[Any]) -> list[Any]:
+        # Replication is asynchronous: a master that dies may take mappings its replicas never
+        # received, and the promoted replica would then number other values with the same
+        # placeholders. WAIT on the allocating connection (one pipeline, one round trip)
+        # returns once `wait_replicas` replicas have every write this connection made, so
+        # also any mapping the script found that another request had just written. Fewer
+        # acknowledgements in time: refuse (the mapping may live on, it is not yet safe).
+        for attempt in (1, 2):
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._allocate.sha, 0, *args)
+                    pipe.wait(self._wait_replicas, self._wait_timeout_ms)
+                    placeholders, acknowledged = await pipe.execute()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                # A Redis that restarted or was promoted knows no scripts yet.
+                await self._client.script_load(_ALLOCATE_LUA)
+                continue
+            if int(acknowledged) < self._wait_replicas:
+                raise _NotReplicated(f"{acknowledged} of {self._wait_replicas} replicas")
+            return list(placeholders)
+        raise AssertionError("unreachable")
 
     async def restore(self, namespace: str, placeholders: Iterable[str]) -> dict[str, str]:
         """Originals of the placeholders this namespace issued (others are absent)."""
@@ -357,6 +401,8 @@ class AsyncMappingStore:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
 
 
 def _decrypt_found(
@@ -407,28 +453,69 @@ def get_store(alias: str = "default") -> MappingStore:
 def build_async_store(alias: str = "default", *, max_connections: int = 64) -> AsyncMappingStore:
     """A store on a redis.asyncio client built from the same CACHES entry as django-redis.
 
-    One per event loop: redis.asyncio connections belong to the loop that opened them.
+    One per event loop: redis.asyncio connections belong to the loop that opened them. With
+    SENTINELS in the entry's OPTIONS, the client follows the master the sentinels name.
     """
     settings = _settings()
     config: Mapping[str, Any] = settings.CACHES[alias]
     options = config.get("OPTIONS", {})
     timeout = options.get("SOCKET_TIMEOUT")
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        config["LOCATION"],
-        max_connections=max_connections,
-        timeout=timeout,
-        socket_timeout=timeout,
-        socket_connect_timeout=options.get("SOCKET_CONNECT_TIMEOUT", timeout),
+    connection: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": options.get("SOCKET_CONNECT_TIMEOUT", timeout),
         # A pooled connection to a Redis that has since restarted (or failed over) fails on
         # first use: try once more on a fresh connection rather than refuse the request. Not
         # on timeouts, so a stalled Redis still fails closed within one socket timeout. A
         # retried allocation is harmless: a value keeps its placeholder (SET NX); at worst
         # one request's counts are added twice.
-        retry=redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-    )
+        "retry": _one_retry(),
+    }
+    sentinel = None
+    if options.get("SENTINELS"):
+        sentinel, client = _sentinel_client(
+            config["LOCATION"], options, connection, max_connections=max_connections
+        )
+    else:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            config["LOCATION"], max_connections=max_connections, timeout=timeout, **connection
+        )
+        client = redis.asyncio.Redis.from_pool(pool)  # the client owns the pool
     return AsyncMappingStore(
-        redis.asyncio.Redis.from_pool(pool),  # the client owns the pool: aclose() closes both
+        client,
         cipher_from_settings(),
         ttl=settings.MAPPING_TTL_SECONDS,
         key_prefix=config.get("KEY_PREFIX", ""),
+        sentinel=sentinel,
+        wait_replicas=getattr(settings, "REDIS_WAIT_REPLICAS", 0),
+        # Well inside the socket timeout, so that a late WAIT is our refusal, not a timeout.
+        wait_timeout_ms=max(1, int((timeout or 2.0) * 500)),
     )
+
+
+def _one_retry() -> redis.asyncio.retry.Retry:
+    return redis.asyncio.retry.Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, redis.asyncio.BlockingConnectionPool):
+    """The master's connections, found through the sentinels, in a pool that waits (up to
+    `timeout`) for a free connection instead of failing past `max_connections`."""
+
+
+def _sentinel_client(
+    location: str, options: Mapping[str, Any], connection: dict[str, Any], *, max_connections: int
+) -> tuple[Sentinel, redis.asyncio.Redis]:
+    # django-redis's convention, which the settings follow: redis://[:password@]<master>/<db>.
+    url = redis.asyncio.connection.parse_url(location)
+    service = url.pop("host")
+    url.pop("port", None)
+    if "connection_class" in url or "path" in url:
+        raise ValueError("A Sentinel-managed Redis needs a redis://<master>/<db> location.")
+    sentinel_kwargs = {**connection, "retry": _one_retry(), **options.get("SENTINEL_KWARGS", {})}
+    sentinel = Sentinel(options["SENTINELS"], sentinel_kwargs=sentinel_kwargs, **connection, **url)
+    client = sentinel.master_for(
+        service,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=max_connections,
+        timeout=connection["socket_timeout"],
+    )
+    return sentinel, client

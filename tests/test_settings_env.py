@@ -243,3 +243,97 @@ def test_a_negative_pool_size_is_refused() -> None:
     result = _default_database(DATABASE_URL=POSTGRES_URL, DATABASE_POOL_MAX_SIZE="-1")
     assert result.returncode != 0
     assert "DATABASE_POOL_MAX_SIZE must be at least 0; got -1" in result.stderr
+
+
+def _caches(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """CACHES["default"] and REDIS_WAIT_REPLICAS as JSON, from config.settings afresh."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REDIS_")}
+    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
+    code = (
+        "import json, config.settings as s; "
+        "print(json.dumps([s.CACHES['default'], s.REDIS_WAIT_REPLICAS]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _cache(**overrides: str) -> dict[str, Any]:
+    result = _caches(**overrides)
+    assert result.returncode == 0, result.stderr
+    cache: dict[str, Any] = json.loads(result.stdout)[0]
+    return cache
+
+
+def test_single_redis_is_the_default_without_sentinels() -> None:
+    cache = _cache(REDIS_URL="rediss://:pw@redis.internal:6380/2")
+    assert cache["LOCATION"] == "rediss://:pw@redis.internal:6380/2"
+    assert "CONNECTION_FACTORY" not in cache["OPTIONS"]
+    assert "SENTINELS" not in cache["OPTIONS"]
+
+
+def test_redis_url_can_come_from_a_file(tmp_path: Path) -> None:
+    url_file = tmp_path / "redis-url"
+    url_file.write_text("rediss://:secret@redis.internal:6380/0\n", encoding="utf-8")
+    assert _cache(REDIS_URL_FILE=str(url_file))["LOCATION"] == (
+        "rediss://:secret@redis.internal:6380/0"
+    )
+
+
+def test_sentinels_configure_django_redis_for_the_named_master(tmp_path: Path) -> None:
+    password_file = tmp_path / "sentinel-password"
+    password_file.write_text("s3ntinel\n", encoding="utf-8")
+    cache = _cache(
+        REDIS_URL="redis://:pw@ignored.example:6379/3",
+        REDIS_SENTINELS="10.0.0.1:26379, sentinel-b.internal:26380",
+        REDIS_SENTINEL_MASTER="maskproxy",
+        REDIS_SENTINEL_PASSWORD_FILE=str(password_file),
+        REDIS_SOCKET_TIMEOUT="0.5",
+    )
+    assert cache["LOCATION"] == "redis://:pw@maskproxy/3"
+    options = cache["OPTIONS"]
+    assert options["CONNECTION_FACTORY"] == "django_redis.pool.SentinelConnectionFactory"
+    assert options["SENTINELS"] == [["10.0.0.1", 26379], ["sentinel-b.internal", 26380]]
+    assert options["SENTINEL_KWARGS"] == {
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 0.5,
+        "password": "s3ntinel",
+    }
+
+
+def test_sentinel_master_defaults_to_mymaster() -> None:
+    assert _cache(REDIS_SENTINELS="127.0.0.1:26379")["LOCATION"] == "redis://mymaster/0"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"REDIS_SENTINELS": "10.0.0.1"}, "REDIS_SENTINELS: '10.0.0.1' is not host:port"),
+        ({"REDIS_SENTINELS": "h:99999"}, "REDIS_SENTINELS: 'h:99999' is not host:port"),
+        (
+            {"REDIS_SENTINELS": "h:26379", "REDIS_SENTINEL_MASTER": "MyMaster"},
+            "REDIS_SENTINEL_MASTER must be lowercase",
+        ),
+        (
+            {"REDIS_SENTINELS": "h:26379", "REDIS_URL": "rediss://m/0"},
+            "With REDIS_SENTINELS, REDIS_URL must start with redis://",
+        ),
+        ({"REDIS_WAIT_REPLICAS": "-1"}, "REDIS_WAIT_REPLICAS must be at least 0; got -1"),
+    ],
+)
+def test_bad_redis_settings_are_refused(overrides: dict[str, str], message: str) -> None:
+    result = _caches(**overrides)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_wait_replicas_is_off_by_default() -> None:
+    result = _caches()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[1] == 0

@@ -271,3 +271,119 @@ def claude_code(
     )
     yield claude
     assert outbound.attempts == [], "Claude Code tried to reach beyond 127.0.0.1"
+
+
+# The official Anthropic TypeScript SDK, run by e2e/sdk_client.mjs in node.
+SDK_PACKAGE = "@anthropic-ai/sdk"
+SDK_DIR = E2E_DIR / "node_modules" / SDK_PACKAGE
+SDK_CLIENT = E2E_DIR / "sdk_client.mjs"
+# One node process runs a handful of scenarios, each well under a second with the fake.
+SDK_RUN_TIMEOUT = 60
+
+
+def pinned_sdk_version() -> str:
+    package = json.loads((E2E_DIR / "package.json").read_text())
+    return str(package["dependencies"][SDK_PACKAGE])
+
+
+def installed_sdk_version() -> str | None:
+    """The version in the installed SDK's package.json; None when it is not there."""
+    try:
+        return str(json.loads((SDK_DIR / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def node_with_sdk() -> Path:
+    """node, once the pinned SDK is installed (by scripts/ensure-claude-code when missing)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not on PATH: the TypeScript SDK tests need Node.js 20 or later")
+    pinned = pinned_sdk_version()
+    if installed_sdk_version() != pinned:
+        done = subprocess.run(
+            [ENSURE_SCRIPT], capture_output=True, text=True, timeout=600, check=False
+        )
+        if installed_sdk_version() != pinned:
+            lines = done.stderr.splitlines()
+            said = " ".join(line for line in lines if line.startswith("ensure-claude-code:"))
+            pytest.skip(
+                f"{SDK_PACKAGE} {pinned} is not installed in e2e/node_modules and "
+                f"scripts/ensure-claude-code could not install it (it needs npm and the npm "
+                f"registry): {said}"
+            )
+    return Path(node)
+
+
+@dataclass(frozen=True)
+class SdkRun:
+    """One run of e2e/sdk_client.mjs: a result per scenario, by name, and its duration."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    sdk_version: str
+    results: Mapping[str, Mapping[str, Any]]
+
+    def ok(self, name: str) -> Mapping[str, Any]:
+        """What scenario `name` received, once it is known to have raised nothing."""
+        result = self.results[name]
+        assert result["error"] is None, f"{name}: {result['error']}\nstderr: {self.stderr[-3000:]}"
+        return dict(result["out"])
+
+    def error(self, name: str) -> Mapping[str, Any]:
+        """The error scenario `name` raised (a failure when it raised none)."""
+        result = self.results[name]
+        assert result["error"] is not None, f"{name} raised nothing: {result['out']}"
+        return dict(result["error"])
+
+
+@dataclass
+class TypeScriptSdk:
+    """Runs scenarios (see e2e/sdk_client.mjs) with the SDK pointed at the live proxy."""
+
+    node: Path
+    base_url: str
+    api_key: str
+    home: Path
+
+    def run(self, scenarios: Sequence[Mapping[str, Any]]) -> SdkRun:
+        self.home.mkdir(parents=True, exist_ok=True)
+        # Built from nothing, so no ANTHROPIC_* setting (nor a proxy) of the test machine
+        # leaks in; the scenarios pass the base URL and the credential explicitly.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)}
+        env["LANG"] = "C.UTF-8"
+        request = {"baseURL": self.base_url, "key": self.api_key, "scenarios": list(scenarios)}
+        started = time.monotonic()
+        done = subprocess.run(
+            [self.node, SDK_CLIENT],
+            cwd=E2E_DIR,
+            env=env,
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=SDK_RUN_TIMEOUT,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        assert done.returncode == 0, f"node exited {done.returncode}: {done.stderr[-3000:]}"
+        output = json.loads(done.stdout)
+        results = {result["name"]: result for result in output["results"]}
+        assert len(results) == len(scenarios), "scenario names must be unique"
+        return SdkRun(
+            done.returncode, done.stdout, done.stderr, seconds, output["sdkVersion"], results
+        )
+
+
+@pytest.fixture
+def typescript_sdk(
+    node_with_sdk: Path,
+    proxy_url: str,  # noqa: F811
+    api_key: IssuedKey,  # noqa: F811
+    upstream: FakeAnthropic,  # noqa: F811
+    tmp_path: Path,
+) -> TypeScriptSdk:
+    """The installed SDK, in node, pointed at the live proxy with a fresh proxy key."""
+    return TypeScriptSdk(node_with_sdk, proxy_url, api_key.key, tmp_path / "home")

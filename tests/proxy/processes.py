@@ -125,9 +125,10 @@ def _base_env() -> dict[str, str]:
 class PrivateRedis:
     """A redis-server of our own on a free port, with its append-only file in `directory`."""
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    def __init__(self, binary: str, directory: Path, *, extra_args: Sequence[str] = ()) -> None:
         self.binary = binary
         self.directory = directory
+        self.extra_args = tuple(extra_args)  # e.g. ("--replicaof", HOST, "<port>")
         self.port = free_port()
         self.log = directory / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -149,7 +150,7 @@ class PrivateRedis:
         # survives a stop; no RDB snapshots; loopback only.
         args = [self.binary, "--bind", HOST, "--port", str(self.port), "--dir", str(self.directory)]
         args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
-        process = _spawn(args, self.log, _base_env())
+        process = _spawn([*args, *self.extra_args], self.log, _base_env())
         _wait_until(self._answers, process, "the private redis-server", self.log)
         self._process = process
 
@@ -160,6 +161,15 @@ class PrivateRedis:
         self.resume()  # a stopped process would not act on SIGTERM
         _terminate(self._process)
         self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL and wait for the exit: what its replicas had not received is lost."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait(timeout=STOP_TIMEOUT)
+        self._process = None
+        self._paused = False
 
     def pause(self) -> None:
         """SIGSTOP: connections are still accepted by the kernel but nothing is answered."""
@@ -188,6 +198,64 @@ class PrivateRedis:
     def _answers(self) -> bool:
         try:
             with self.client(timeout=0.5) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+
+class PrivateSentinel:
+    """A `redis-server <conf> --sentinel` of our own on a free port, watching one master.
+
+    Sentinel rewrites its configuration file as it learns: each one gets a file of its own.
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        directory: Path,
+        *,
+        service: str,
+        master_port: int,
+        quorum: int,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log = directory / "sentinel.log"
+        self.config = directory / "sentinel.conf"
+        self.config.write_text(
+            f"bind {HOST}\nport {self.port}\ndir {directory}\n"
+            f"sentinel monitor {service} {HOST} {master_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} {failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {service} 1\n",
+            encoding="utf-8",
+        )
+        self.service = service
+        self._process: subprocess.Popen[bytes] | None = _spawn(
+            [binary, str(self.config), "--sentinel"], self.log, _base_env()
+        )
+        _wait_until(self._answers, self._process, "a private redis sentinel", self.log)
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def master(self) -> dict[str, Any]:
+        """SENTINEL MASTER <service>: the master's address, flags, replicas and peers seen."""
+        with redis.Redis(host=HOST, port=self.port, socket_timeout=5.0) as client:
+            state: dict[str, Any] = client.sentinel_master(self.service)
+        return state
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _terminate(self._process)
+            self._process = None
+
+    def _answers(self) -> bool:
+        try:
+            with redis.Redis(host=HOST, port=self.port, socket_timeout=0.5) as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False
