@@ -306,9 +306,8 @@ def _failover_under_load(
         assert proxy.health() == 200
         second_key = site.create_api_key("after", namespace=NAMESPACE)
         (after,) = [Job("after 000", tuple(factory.mixed(2)))]
-        reply = _send(client, proxy, second_key, after)
+        reply = _send_until_served(client, proxy, second_key, after, record)
         assert reply.status == 200, reply.raw
-        record.add(after, reply)
 
         # 4. Every value forwarded so far, sent again: which placeholder does it get now?
         forwarded = _forwarded_placeholders(fake_anthropic, record)
@@ -316,9 +315,8 @@ def _failover_under_load(
         again: dict[str, str] = {}
         for n in range(0, len(resend_values), 8):
             job = Job(f"again {n:05d}", tuple(resend_values[n : n + 8]))
-            reply = _send(client, proxy, key, job)
+            reply = _send_until_served(client, proxy, key, job, record)
             assert reply.status == 200, reply.raw
-            record.add(job, reply)
             (masked,) = forwarded_texts(fake_anthropic)[job.tag]
             again.update(zip(job.values, bracketed(masked), strict=True))
 
@@ -390,6 +388,22 @@ def _failover_under_load(
 def _send(client: httpx.Client, proxy: ProxyProcess, key: str, job: Job) -> Reply:
     messages = [{"role": "user", "content": job.text}]
     return post_message(client, proxy.url, key, messages, stream=job.stream)
+
+
+def _send_until_served(
+    client: httpx.Client, proxy: ProxyProcess, key: str, job: Job, record: Record
+) -> Reply:
+    """_send, again while the answer is a 503 (each attempt recorded), for up to
+    FAILOVER_WITHIN: with REDIS_WAIT_REPLICAS the proxy rightly refuses until a replica
+    follows the new master, which after a failover takes a resync, longer on a busy machine.
+    """
+    deadline = time.monotonic() + FAILOVER_WITHIN
+    while True:
+        reply = _send(client, proxy, key, job)
+        record.add(job, reply)
+        if reply.status != 503 or time.monotonic() > deadline:
+            return reply
+        time.sleep(0.1)
 
 
 def _forwarded_placeholders(upstream: FakeAnthropic, record: Record) -> dict[str, list[str]]:
