@@ -121,10 +121,6 @@ class AuditWriter:
         with self._done:
             return self._done.wait_for(lambda: self._unfinished == 0, timeout)
 
-    @property
-    def pending(self) -> int:
-        return self._unfinished
-
     def _run(self) -> None:
         while True:
             try:
@@ -171,10 +167,6 @@ def write_audit_later(entry: AuditEntry) -> None:
 def flush_audit(timeout: float | None = None) -> bool:
     """Wait for every queued record to be written (shutdown, tests); False on timeout."""
     return _writer.flush(timeout)
-
-
-def pending_audit() -> int:
-    return _writer.pending
 
 
 async def drain_audit(seconds: float | None = None) -> bool:

@@ -598,6 +598,19 @@ def tagged_text(tag: str, values: Sequence[str]) -> str:
     return f"{tag}: " + " ".join(f"[{value}]" for value in values)
 
 
+@dataclass(frozen=True)
+class Job:
+    """One request: '<tag>: [v1] [v2] ...' (see tagged_text); maybe streamed."""
+
+    tag: str
+    values: tuple[str, ...]
+    stream: bool = False
+
+    @property
+    def text(self) -> str:
+        return tagged_text(self.tag, self.values)
+
+
 def bracketed(text: str) -> list[str]:
     """What stands between brackets in a tagged text, in order."""
     return _BRACKETED.findall(text)

@@ -22,6 +22,7 @@ import pytest
 from proxy.errors import MaskingUnavailable
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.proxy.processes import (
+    Job,
     PrivateRedis,
     ProxyProcess,
     Reply,
@@ -36,7 +37,6 @@ from tests.proxy.processes import (
     run_clients,
     running_proxies,
     site_directory,  # noqa: F401  (a fixture)
-    tagged_text,
 )
 
 pytestmark = pytest.mark.slow
@@ -50,19 +50,6 @@ CLIENTS = 8
 LOAD_REQUESTS = 160
 STOP_AFTER = 60  # answers in before Redis is stopped
 OUTAGE_REQUESTS = 40
-
-
-@dataclass(frozen=True)
-class Job:
-    """One request: '<tag>: [v1] [v2] ...' with values no other request has; maybe streamed."""
-
-    tag: str
-    values: tuple[str, ...]
-    stream: bool = False
-
-    @property
-    def text(self) -> str:
-        return tagged_text(self.tag, self.values)
 
 
 @dataclass

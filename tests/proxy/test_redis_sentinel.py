@@ -40,6 +40,7 @@ from tests.proxy.processes import (
     HOST,
     MASKING_KEY,
     REDIS_NEEDED,
+    Job,
     PrivateRedis,
     PrivateSentinel,
     ProxyProcess,
@@ -51,7 +52,6 @@ from tests.proxy.processes import (
     post_message,
     prepare_site,
     running_proxies,
-    tagged_text,
 )
 
 pytestmark = pytest.mark.slow
@@ -67,17 +67,6 @@ SERVED_AFTER = 80  # answers 200 after the kill before the load stops
 # Generous bounds: the machine is shared and noisy. The measured times are printed.
 TOPOLOGY_WITHIN = 60.0
 FAILOVER_WITHIN = 60.0
-
-
-@dataclass(frozen=True)
-class Job:
-    tag: str
-    values: tuple[str, ...]
-    stream: bool = False
-
-    @property
-    def text(self) -> str:
-        return tagged_text(self.tag, self.values)
 
 
 @dataclass
