@@ -167,6 +167,10 @@ class _KeyScheme:
     def keys_version(self) -> str:
         return f"{self.key_prefix}:keys-version"
 
+    @property
+    def routes_version(self) -> str:
+        return f"{self.key_prefix}:routes-version"
+
 
 @dataclass(frozen=True)
 class Versions:
@@ -174,6 +178,7 @@ class Versions:
 
     rules: str
     keys: str
+    routes: str = ""
 
 
 def _allocation_args(
@@ -263,6 +268,10 @@ class MappingStore:
         """Tell every process that an API key changed (its cached principals are stale)."""
         return self._bump(self._keys.keys_version)
 
+    def bump_routes_version(self) -> str:
+        """Tell every process that the model routes changed."""
+        return self._bump(self._keys.routes_version)
+
     def _bump(self, name: str) -> str:
         token = os.urandom(8).hex()
         try:
@@ -351,13 +360,15 @@ class AsyncMappingStore:
         return (await self.versions()).rules
 
     async def versions(self) -> Versions:
-        """The rules and keys version tokens, in one round trip."""
+        """The rules, keys and routes version tokens, in one round trip."""
         try:
-            names = [self._keys.rules_version, self._keys.keys_version]
-            rules, keys = await self._client.mget(names)
+            names = [self._keys.rules_version, self._keys.keys_version, self._keys.routes_version]
+            rules, keys, routes = await self._client.mget(names)
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
-        return Versions(rules=_decode(rules or b""), keys=_decode(keys or b""))
+        return Versions(
+            rules=_decode(rules or b""), keys=_decode(keys or b""), routes=_decode(routes or b"")
+        )
 
     async def count_request(self, key_id: str, *, now: float) -> int:
         """How many requests this key made in the current minute, this one included."""

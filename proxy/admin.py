@@ -1,9 +1,10 @@
-"""Admin for API keys (the full key shown once) and the read-only audit trail."""
+"""Admin for API keys (the full key shown once), model routes and the read-only audit trail."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -15,7 +16,8 @@ from django.utils.functional import cached_property
 
 from proxy.auth import keys_changed
 from proxy.keys import generate_key
-from proxy.models import ApiKey, AuditRecord
+from proxy.models import ApiKey, AuditRecord, ModelRoute, RouteFallback
+from proxy.routes import ANTHROPIC_PREFIX, read_credential
 
 
 @admin.action(description="Revoke selected keys")
@@ -80,6 +82,76 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj)
 
 
+class RouteFallbackInline(admin.TabularInline):
+    model = RouteFallback
+    fk_name = "route"
+    fields = ("position", "fallback")
+    extra = 0
+    verbose_name = "fallback"
+    verbose_name_plural = "fallbacks: tried in position order when this route's provider fails"
+
+
+@admin.register(ModelRoute)
+class ModelRouteAdmin(admin.ModelAdmin):
+    list_display = (
+        "model_pattern",
+        "litellm_model",
+        "api_base",
+        "credential",
+        "fallback_list",
+        "enabled",
+        "order",
+    )
+    list_filter = ("enabled",)
+    search_fields = ("model_pattern", "litellm_model", "display_name")
+    readonly_fields = ("credential", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("model_pattern", "display_name", "enabled", "order")}),
+        (
+            "Provider",
+            {
+                "fields": (
+                    "litellm_model",
+                    "api_base",
+                    "api_key_env",
+                    "credential",
+                    "timeout_seconds",
+                    "connect_timeout_seconds",
+                )
+            },
+        ),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+    inlines = (RouteFallbackInline,)
+
+    @admin.display(description="credential")
+    def credential(self, route: ModelRoute) -> str:
+        """Whether this process can read the route's key: never the key itself."""
+        if route.api_key_env:
+            state = "set" if read_credential(route.api_key_env) else "NOT SET"
+            return f"{route.api_key_env}: {state}"
+        if route.litellm_model.startswith(ANTHROPIC_PREFIX):
+            return "ANTHROPIC_API_KEY: " + ("set" if settings.ANTHROPIC_API_KEY else "NOT SET")
+        return "none"
+
+    @admin.display(description="fallbacks")
+    def fallback_list(self, route: ModelRoute) -> str:
+        links = route.fallback_links.select_related("fallback")
+        return ", ".join(link.fallback.model_pattern for link in links) or "-"
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        default = (
+            "Models no enabled route matches go to Anthropic (anthropic/{model}, "
+            "PROXY_UPSTREAM_BASE_URL, ANTHROPIC_API_KEY)."
+            if settings.PROXY_DEFAULT_ROUTE
+            else "Models no enabled route matches are refused (PROXY_DEFAULT_ROUTE is off)."
+        )
+        context = {"subtitle": default, **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+
 class CappedCountPaginator(Paginator):
     """Counts at most CAP rows: a COUNT(*) over millions of audit rows on every page is not."""
 
@@ -99,13 +171,23 @@ class AuditRecordAdmin(admin.ModelAdmin):
         "key_name",
         "endpoint",
         "model",
+        "upstream_model",
         "stream",
         "status",
         "latency_ms",
         "masked_total",
         "restored_total",
     )
-    list_filter = ("status", "error_type", "endpoint", "stream", "model", "api_key", "created_at")
+    list_filter = (
+        "status",
+        "error_type",
+        "endpoint",
+        "stream",
+        "model",
+        "upstream_model",
+        "api_key",
+        "created_at",
+    )
     search_fields = ("key_prefix", "key_name", "model", "request_id")
     ordering = ("-created_at",)
     date_hierarchy = "created_at"

@@ -40,6 +40,7 @@ class AuditEntry:
     masked_by_pattern: Mapping[str, int] = field(default_factory=dict)
     restored_total: int = 0
     upstream_failed: bool = False
+    upstream_model: str = ""
     created_at: datetime = field(default_factory=timezone.now)
 
 
@@ -63,6 +64,7 @@ def audit_record(entry: AuditEntry) -> AuditRecord:
         masked_total=sum(entry.masked_by_pattern.values()),
         masked_by_pattern=dict(entry.masked_by_pattern),
         restored_total=entry.restored_total,
+        upstream_model=entry.upstream_model,
     )
 
 

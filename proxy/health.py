@@ -17,6 +17,7 @@ from patterns.services import RulesUnavailable, arules_snapshot
 from patterns.store import MappingStoreUnavailable
 from proxy import upstream
 from proxy.errors import ProxyError
+from proxy.routes import DEFAULT_ROUTE, RouteTable, aroute_table
 from proxy.stores import request_store
 
 
@@ -72,19 +73,33 @@ async def check_rules() -> Component:
 
 
 async def check_upstream(*, deep: bool) -> Component:
-    config = upstream.upstream_config()
+    try:
+        table = await aroute_table((await request_store().versions()).routes)
+    except (MappingStoreUnavailable, ProxyError):
+        return Component("unhealthy", {"error": "the model routes could not be loaded"})
+    default = DEFAULT_ROUTE.target("")
+    missing = sum(1 for route in table.routes if route.target("").missing_credential)
     detail: dict[str, Any] = {
-        "credentials_configured": bool(config.api_key),
-        "host": urlsplit(config.base_url).hostname or "",
+        "default_route": table.default_route,
+        "routes_enabled": len(table.routes),
+        "routes_missing_credentials": missing,
     }
-    if not config.api_key:
+    if table.default_route:
+        detail["credentials_configured"] = bool(default.api_key)
+        detail["host"] = urlsplit(default.api_base).hostname or ""
+    if missing or (table.default_route and not default.api_key):
         return Component("degraded", detail)
     if not deep:
         return Component("healthy", detail)
+    return await _probe(table, detail)
+
+
+async def _probe(table: RouteTable, detail: dict[str, Any]) -> Component:
     started = time.monotonic()
+    timeout = settings.PROXY_HEALTH_PROBE_TIMEOUT
     try:
-        timeout = settings.PROXY_HEALTH_PROBE_TIMEOUT
-        await asyncio.wait_for(upstream.probe(settings.PROXY_HEALTH_MODEL, timeout), timeout)
+        target = table.targets(settings.PROXY_HEALTH_MODEL)[0]
+        await asyncio.wait_for(upstream.probe(target, timeout), timeout)
     except TimeoutError:
         return Component("degraded", {**detail, "probe": "timeout"})
     except ProxyError as exc:

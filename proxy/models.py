@@ -1,10 +1,11 @@
-"""Proxy API keys and the audit trail of proxied requests."""
+"""Proxy API keys, the model routes to providers, and the audit trail of proxied requests."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -80,6 +81,9 @@ class AuditRecord(models.Model):
     masked_total = models.PositiveIntegerField(default=0)
     masked_by_pattern = models.JSONField(default=dict, blank=True)
     restored_total = models.PositiveIntegerField(default=0)
+    upstream_model = models.CharField(
+        max_length=200, blank=True, default="", help_text="The LiteLLM model that answered."
+    )
 
     class Meta:
         ordering = ("-created_at",)
@@ -87,3 +91,105 @@ class AuditRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.endpoint} {self.status} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ModelRoute(models.Model):
+    """Where requests for a model go: a LiteLLM model at a provider, then its fallbacks."""
+
+    model_pattern = models.CharField(
+        "requested model",
+        max_length=200,
+        unique=True,
+        help_text="The model name clients send, or a pattern where * stands for any characters "
+        "(claude-*).",
+    )
+    litellm_model = models.CharField(
+        "LiteLLM model",
+        max_length=200,
+        help_text="LiteLLM's provider/model, e.g. openai/gpt-4o-mini; {model} stands for the "
+        "requested name (anthropic/{model}).",
+    )
+    api_base = models.CharField(
+        "API base",
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="The provider's base URL. Empty: PROXY_UPSTREAM_BASE_URL for anthropic/ "
+        "models, LiteLLM's default for others.",
+    )
+    api_key_env = models.CharField(
+        "credential variable",
+        max_length=100,
+        blank=True,
+        help_text="The name of the environment variable holding the provider's key (or "
+        "NAME_FILE, a file holding it) — never the key itself. Empty: ANTHROPIC_API_KEY for "
+        "anthropic/ models; for others the variable LiteLLM reads (OPENAI_API_KEY, ...).",
+    )
+    timeout_seconds = models.FloatField(
+        "read timeout (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0)],
+        help_text="Empty: PROXY_UPSTREAM_TIMEOUT.",
+    )
+    connect_timeout_seconds = models.FloatField(
+        "connect timeout (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1)],
+        help_text="Empty: PROXY_UPSTREAM_CONNECT_TIMEOUT.",
+    )
+    enabled = models.BooleanField(default=True)
+    order = models.PositiveIntegerField(
+        default=100,
+        help_text="Routes are tried lowest first; the first whose pattern matches serves.",
+    )
+    display_name = models.CharField(
+        max_length=200, blank=True, help_text="The name GET /v1/models shows; empty: the model."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("order", "id")
+        verbose_name = "model route"
+
+    def __str__(self) -> str:
+        return f"{self.model_pattern} → {self.litellm_model}"
+
+    def clean(self) -> None:
+        from proxy.routes import route_errors
+
+        errors = route_errors(
+            model_pattern=self.model_pattern,
+            litellm_model=self.litellm_model,
+            api_key_env=self.api_key_env,
+        )
+        if errors:
+            raise ValidationError(errors)
+
+
+class RouteFallback(models.Model):
+    """A route tried, in position order, when the one before it fails."""
+
+    route = models.ForeignKey(ModelRoute, on_delete=models.CASCADE, related_name="fallback_links")
+    fallback = models.ForeignKey(
+        ModelRoute,
+        on_delete=models.PROTECT,
+        related_name="fallback_for",
+        help_text="Called with its own LiteLLM model ({model}: the requested name).",
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ("position", "id")
+        constraints = (
+            models.UniqueConstraint(fields=("route", "fallback"), name="unique_route_fallback"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.route.model_pattern} then {self.fallback.model_pattern}"
+
+    def clean(self) -> None:
+        if self.route_id is not None and self.route_id == self.fallback_id:
+            raise ValidationError({"fallback": "A route cannot fall back to itself."})

@@ -38,6 +38,7 @@ from proxy.masking import (
     restore_response,
     unmaskable_leftovers,
 )
+from proxy.routes import aroute_table
 from proxy.stores import request_store
 from proxy.streaming import StreamRestorer, encode_sse
 
@@ -78,7 +79,10 @@ class ProxyCall:
     # The rules version token, when authentication already read it from Redis; whether
     # Redis failed to answer then (the request is refused without asking it again).
     rules_version: str | None = None
+    routes_version: str | None = None
     store_unavailable: bool = False
+    # The LiteLLM model that answered (after any fallback).
+    upstream_model: str = ""
 
     def failed(self, error: ProxyError) -> AuditEntry:
         return self.audit(
@@ -102,6 +106,7 @@ class ProxyCall:
             error_type=error_type,
             latency_ms=int((time.monotonic() - self.started) * 1000),
             masked_by_pattern=counts,
+            upstream_model=model_label(self.upstream_model) if self.upstream_model else "",
             **extra,
         )
 
@@ -126,6 +131,12 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
             "name or a tool name); the request was not sent."
         )
     return masked
+
+
+async def upstream_targets(call: ProxyCall) -> list[upstream.UpstreamTarget]:
+    """Where the requested model goes: its route's target, then the route's fallbacks."""
+    table = await aroute_table(call.routes_version or "")
+    return table.targets(call.body["model"])
 
 
 async def admit(call: ProxyCall) -> None:
@@ -178,10 +189,12 @@ async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]
     slot = False
     try:
         await admit(call)
+        targets = await upstream_targets(call)
         slot = await _take_stream_slot(call)
         masked_body = await mask_request(call)
         upstream_started = time.monotonic()
-        result = await upstream.create_message(masked_body, call.headers)
+        target, result = await upstream.create_message(masked_body, call.headers, targets)
+        call.upstream_model = target.model
     except ProxyError as error:
         if slot:
             await _release_stream_slot(call)
@@ -219,7 +232,7 @@ async def _restored_stream(
     *,
     slot: bool,
 ) -> AsyncIterator[bytes]:
-    restorer = StreamRestorer(restore)
+    restorer = StreamRestorer(restore, gateway_error=upstream.gateway_stream_error)
     status, error_type, upstream_failed = 200, "", False
     try:
         async for chunk in upstream.stream_bytes(stream):
@@ -231,7 +244,11 @@ async def _restored_stream(
             yield tail
         if not restorer.finished:
             raise UpstreamUnreachable("The upstream stream ended before the message was complete.")
-        if restorer.error_type is not None:
+        if restorer.gateway_failure is not None:
+            # LiteLLM ended the stream with an error of its own (the provider's stream broke).
+            failure = restorer.gateway_failure
+            status, error_type, upstream_failed = failure.status, failure.error_type, True
+        elif restorer.error_type is not None:
             # The provider's own error event, relayed as it came: audit it as the failure it is.
             error_type = restorer.error_type
             status, upstream_failed = upstream.status_for_error_type(error_type), True
@@ -274,8 +291,10 @@ async def count_tokens(call: ProxyCall) -> dict[str, Any]:
     """count_tokens on the masked request: the provider counts what it would read."""
     try:
         await admit(call)
+        [target, *_] = await upstream_targets(call)
         masked_body = {k: v for k, v in (await mask_request(call)).items() if k in COUNTED_FIELDS}
-        result = await upstream.count_tokens(masked_body, call.headers)
+        result = await upstream.count_tokens(masked_body, call.headers, target)
+        call.upstream_model = target.model
     except ProxyError as error:
         write_audit_later(call.failed(error))
         raise

@@ -1,4 +1,4 @@
-"""Signals used only to invalidate the API keys every process has cached."""
+"""Signals used only to invalidate what every process caches: API keys and model routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from proxy.auth import keys_changed
-from proxy.models import ApiKey
+from proxy.models import ApiKey, ModelRoute, RouteFallback
+from proxy.routes import routes_changed
 
 
 @receiver(post_save, sender=ApiKey)
@@ -17,3 +18,11 @@ from proxy.models import ApiKey
 def bump_keys_version(**kwargs: Any) -> None:
     # After commit: another process must not reload the key before the change is visible.
     transaction.on_commit(keys_changed)
+
+
+@receiver(post_save, sender=ModelRoute)
+@receiver(post_delete, sender=ModelRoute)
+@receiver(post_save, sender=RouteFallback)
+@receiver(post_delete, sender=RouteFallback)
+def bump_routes_version(**kwargs: Any) -> None:
+    transaction.on_commit(routes_changed)

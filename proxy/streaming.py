@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +25,15 @@ _UNTOUCHED_BLOCKS = ("thinking", "redacted_thinking")  # a tuple: "in" must not 
 # Nothing may still be held back once one of these is relayed: the message is over.
 _END_EVENTS = frozenset({"message_delta", "message_stop", "error"})
 _FINAL_EVENTS = frozenset({"message_stop", "error"})
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """An error event sent in place of one the gateway wrote, with the status to audit."""
+
+    status: int
+    error_type: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -186,11 +195,21 @@ class StreamRestorer:
     stream is still parsed, so that only whole events reach the client: an error event the
     caller sends after a cut stream then cannot merge with half an event.
 
+    gateway_error: says which error events were written by the gateway (LiteLLM) rather than
+    the provider, and the failure to send in their place.
+
     Security assumption: restore holds only placeholders issued for values the caller sent.
     """
 
-    def __init__(self, restore: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        restore: Mapping[str, str],
+        *,
+        gateway_error: Callable[[Mapping[str, Any]], StreamFailure | None] | None = None,
+    ) -> None:
         self._restore = dict(restore)
+        self._gateway_error = gateway_error
+        self.gateway_failure: StreamFailure | None = None
         self._parser = SSEParser()
         # One unmasker per block and delta type (in practice one per block).
         self._unmaskers: dict[tuple[int, str], StreamUnmasker] = {}
@@ -251,6 +270,8 @@ class StreamRestorer:
 
     def _handle(self, event: SSEEvent, out: list[bytes]) -> None:
         self._events_in += 1
+        if event.event == "error":
+            event = self._replace_gateway_error(event)
         if event.event in _FINAL_EVENTS:
             self._finished = True
             if event.event == "error":
@@ -272,6 +293,17 @@ class StreamRestorer:
             elif kind in _END_EVENTS:
                 self._flush_all(out)
             self._send(out, event.raw)
+
+    def _replace_gateway_error(self, event: SSEEvent) -> SSEEvent:
+        payload = _load(event.data)
+        if self._gateway_error is None or payload is None:
+            return event
+        failure = self._gateway_error(payload)
+        if failure is None:
+            return event
+        self.gateway_failure = failure
+        data = {"type": "error", "error": {"type": failure.error_type, "message": failure.message}}
+        return SSEEvent(event="error", data=json.dumps(data), raw=encode_sse("error", data))
 
     def _delta(self, event: SSEEvent, payload: dict[str, Any], out: list[bytes]) -> None:
         index, delta = payload.get("index"), payload.get("delta")

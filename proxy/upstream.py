@@ -10,8 +10,8 @@ import importlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from proxy.streaming import StreamFailure
 
 # LiteLLM reads these at import: no price-map download, no .env loading (settings set them
 # too; this keeps the module safe to import first).
@@ -37,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False
+# OpenAI routes speak Chat Completions, which every OpenAI-compatible server has (LiteLLM would
+# otherwise use OpenAI's Responses API, and fake the stream for models it does not know).
+litellm.use_chat_completions_url_for_anthropic_messages = True
 
 
 def _route_litellm_logging() -> None:
@@ -59,6 +63,10 @@ def _route_litellm_logging() -> None:
 _route_litellm_logging()
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+ANTHROPIC_VERSION = "2023-06-01"
+_GATEWAY_MESSAGE_PREFIX = "litellm."
+MODEL_LIST_PAGES = 10
+MODEL_LIST_TIMEOUT = 30.0
 RELAYED_ERROR_HEADERS = ("retry-after", "request-id")
 _STATUS_TYPES = {
     400: "invalid_request_error",
@@ -73,20 +81,33 @@ _TYPE_STATUSES = {error_type: status for status, error_type in _STATUS_TYPES.ite
 
 
 @dataclass(frozen=True)
-class UpstreamConfig:
-    base_url: str
+class UpstreamTarget:
+    """One provider call's destination: a LiteLLM model, where it lives, and its key."""
+
+    model: str  # LiteLLM's provider/model
+    api_base: str  # "" for LiteLLM's default
     api_key: str
     timeout: float
     connect_timeout: float
+    route: str = "*"  # the route's pattern, for logs
+    missing_credential: str = ""  # the variable named for the key, when it is not set
+
+    @property
+    def provider(self) -> str:
+        return self.model.partition("/")[0]
+
+    @property
+    def provider_model(self) -> str:
+        """The model name the provider itself knows."""
+        return self.model.partition("/")[2]
 
 
-def upstream_config() -> UpstreamConfig:
-    return UpstreamConfig(
-        base_url=settings.PROXY_UPSTREAM_BASE_URL.rstrip("/"),
-        api_key=settings.ANTHROPIC_API_KEY or "",
-        timeout=settings.PROXY_UPSTREAM_TIMEOUT,
-        connect_timeout=settings.PROXY_UPSTREAM_CONNECT_TIMEOUT,
-    )
+def is_known_provider(name: str) -> bool:
+    """Whether LiteLLM has a provider by this name (anthropic, openai, bedrock, ...)."""
+    return name in _PROVIDERS
+
+
+_PROVIDERS = frozenset(str(getattr(p, "value", p)) for p in litellm.provider_list)
 
 
 def warm_up() -> None:
@@ -112,20 +133,69 @@ def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
 
 
+class ProviderNotConfigured(ProxyError):
+    status = 500
+    default_message = "The provider for this model is not configured on this server."
+
+
 async def create_message(
-    body: Mapping[str, Any], headers: Mapping[str, str]
+    body: Mapping[str, Any], headers: Mapping[str, str], targets: Sequence[UpstreamTarget]
+) -> tuple[UpstreamTarget, dict[str, Any] | AsyncIterator[bytes]]:
+    """Send a (masked) Messages request to the first target that answers.
+
+    Returns the target that answered and its answer: a message dict, or raw Anthropic SSE
+    bytes when streaming. A target that fails before answering (see falls_back) hands the
+    request to the next one; the last one's error is raised.
+    """
+    for position, target in enumerate(targets):
+        try:
+            return target, await _send(target, body, headers)
+        except ProxyError as error:
+            if position + 1 == len(targets) or not falls_back(error):
+                raise
+            logger.warning(
+                "route %s failed with %s %s; falling back to %s",
+                target.route,
+                error.status,
+                error.error_type,
+                targets[position + 1].route,
+            )
+    raise ProviderNotConfigured()  # no target at all
+
+
+def falls_back(error: ProxyError) -> bool:
+    """Whether another provider may succeed where this one failed before answering.
+
+    The provider being away, overloaded, rate-limited or refusing our credentials is its
+    problem; a 400 or a 413 is the request's, and another provider would refuse it too.
+    """
+    if isinstance(error, (UpstreamTimeout, UpstreamUnreachable, ProviderNotConfigured)):
+        return True
+    return isinstance(error, UpstreamError) and (
+        error.status >= 500 or error.status in {401, 403, 404, 408, 429}
+    )
+
+
+async def _send(
+    target: UpstreamTarget, body: Mapping[str, Any], headers: Mapping[str, str]
 ) -> dict[str, Any] | AsyncIterator[bytes]:
-    """Send a (masked) Messages request: a message dict, or raw SSE bytes when streaming."""
-    config = upstream_config()
-    fields = dict(body)
-    model = fields.pop("model")
+    if target.missing_credential:
+        logger.error(
+            "route %s: the credential variable %s is not set",
+            target.route,
+            target.missing_credential,
+        )
+        raise ProviderNotConfigured()
+    fields = {name: value for name, value in body.items() if name != "model"}
     try:
         result: Any = await litellm.anthropic.messages.acreate(
-            model=f"anthropic/{model}",
-            api_base=config.base_url,
-            api_key=config.api_key,
-            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            model=target.model,
+            timeout=httpx.Timeout(target.timeout, connect=target.connect_timeout),
             extra_headers=forwarded_headers(headers),
+            # One attempt: the OpenAI SDK inside LiteLLM would retry twice by itself (honouring
+            # retry-after), hiding the failure from the fallbacks and the client's own retries.
+            num_retries=0,
+            **_location(target),
             **fields,
         )
     except Exception as exc:  # noqa: BLE001 - every LiteLLM failure becomes a ProxyError
@@ -134,20 +204,19 @@ async def create_message(
     return result  # type: ignore[no-any-return]
 
 
-async def probe(model: str, seconds: float) -> None:
+def _location(target: UpstreamTarget) -> dict[str, Any]:
+    # Left out, LiteLLM uses the provider's default URL and its usual environment variable.
+    location = {"api_base": target.api_base, "api_key": target.api_key}
+    return {name: value for name, value in location.items() if value}
+
+
+async def probe(target: UpstreamTarget, seconds: float) -> None:
     """A minimal live call (one output token), for the deep health check."""
-    config = upstream_config()
-    try:
-        await litellm.anthropic.messages.acreate(
-            model=f"anthropic/{model}",
-            messages=[{"role": "user", "content": "ping"}],
-            max_tokens=1,
-            api_base=config.base_url,
-            api_key=config.api_key,
-            timeout=httpx.Timeout(seconds, connect=min(seconds, config.connect_timeout)),
-        )
-    except Exception as exc:  # noqa: BLE001 - see create_message
-        raise translate_error(exc) from None
+    await _send(
+        replace(target, timeout=seconds, connect_timeout=min(seconds, target.connect_timeout)),
+        {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1},
+        {},
+    )
 
 
 async def stream_bytes(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -159,28 +228,104 @@ async def stream_bytes(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         raise translate_error(exc) from None
 
 
-async def count_tokens(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
-    """Count a (masked) request's input tokens with the provider's own endpoint."""
-    config = upstream_config()
+async def count_tokens(
+    body: Mapping[str, Any], headers: Mapping[str, str], target: UpstreamTarget
+) -> dict[str, Any]:
+    """Count a (masked) request's input tokens with an Anthropic provider's own endpoint."""
+    if target.missing_credential:
+        raise ProviderNotConfigured()
+    if target.provider != "anthropic":
+        return {"input_tokens": _local_token_count(body, target)}
     request_headers = {
-        "x-api-key": config.api_key,
-        "anthropic-version": headers.get("anthropic-version") or "2023-06-01",
+        "x-api-key": target.api_key,
+        "anthropic-version": headers.get("anthropic-version") or ANTHROPIC_VERSION,
         **forwarded_headers(headers),
     }
-    timeout = httpx.Timeout(config.timeout, connect=config.connect_timeout)
+    counted = {**body, "model": target.provider_model}
+    response = await _anthropic_request(
+        "POST", target, "/v1/messages/count_tokens", request_headers, json=counted
+    )
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _local_token_count(body: Mapping[str, Any], target: UpstreamTarget) -> int:
+    """LiteLLM's local estimate (tiktoken) where the provider has no Anthropic-style counter."""
+    system = body.get("system")
+    if isinstance(system, list):
+        system = "\n".join(b.get("text", "") for b in system if isinstance(b, dict))
+    messages = [{"role": "system", "content": system}] if isinstance(system, str) else []
+    messages += [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.get("name", ""),
+                "description": tool.get("description", ""),
+                "parameters": tool.get("input_schema") or {},
+            },
+        }
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict)
+    ]
+    try:
+        counted = litellm.token_counter(model=target.model, messages=messages, tools=tools or None)
+        return int(counted)
+    except Exception as exc:  # noqa: BLE001 - an estimate, so a rougher one will do
+        logger.warning("local token count failed: %s", type(exc).__name__)
+        return len(json.dumps(messages, ensure_ascii=False)) // 4 + 1
+
+
+async def list_anthropic_models(target: UpstreamTarget) -> list[dict[str, Any]]:
+    """The models an Anthropic provider lists (GET /v1/models, every page)."""
+    # A listing waits for a slow provider less than a message does.
+    target = replace(target, timeout=min(target.timeout, MODEL_LIST_TIMEOUT))
+    request_headers = {"x-api-key": target.api_key, "anthropic-version": ANTHROPIC_VERSION}
+    models: list[dict[str, Any]] = []
+    params: dict[str, str] = {"limit": "1000"}
+    for _ in range(MODEL_LIST_PAGES):
+        response = await _anthropic_request(
+            "GET", target, "/v1/models", request_headers, params=params
+        )
+        page = response.json()
+        models.extend(m for m in page.get("data") or [] if isinstance(m, dict))
+        if not page.get("has_more") or not page.get("last_id"):
+            break
+        params["after_id"] = str(page["last_id"])
+    return models
+
+
+async def _anthropic_request(
+    method: str, target: UpstreamTarget, path: str, headers: Mapping[str, str], **kwargs: Any
+) -> httpx.Response:
+    timeout = httpx.Timeout(target.timeout, connect=target.connect_timeout)
     try:
         async with httpx.AsyncClient(timeout=timeout) as client:
-            response = await client.post(
-                f"{config.base_url}/v1/messages/count_tokens", json=body, headers=request_headers
+            response = await client.request(
+                method, f"{target.api_base}{path}", headers=dict(headers), **kwargs
             )
     except httpx.TimeoutException:
         raise UpstreamTimeout() from None
     except httpx.HTTPError:
         raise UpstreamUnreachable() from None
     if response.status_code >= 400:
-        raise _from_status(response.status_code, response.text, response.headers)
-    result: dict[str, Any] = response.json()
-    return result
+        error = _provider_error(response.text)
+        raise _from_status(response.status_code, error, response.headers)
+    return response
+
+
+def gateway_stream_error(event: Mapping[str, Any]) -> StreamFailure | None:
+    """The error to send for an SSE error event LiteLLM wrote itself, None for a provider's.
+
+    LiteLLM ends a converted stream whose provider broke off with an error event whose
+    message is its own exception text: not for clients.
+    """
+    error = event.get("error")
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message.startswith(_GATEWAY_MESSAGE_PREFIX):
+        cut = UpstreamUnreachable("The upstream stream ended before the message was complete.")
+        return StreamFailure(status=cut.status, error_type=cut.error_type, message=cut.message)
+    return None
 
 
 def translate_error(exc: BaseException) -> ProxyError:
@@ -195,10 +340,13 @@ def translate_error(exc: BaseException) -> ProxyError:
         provider_status = getattr(exc, "provider_status_code", None)
         real_status = provider_status if isinstance(provider_status, int) else status
         message = str(getattr(exc, "message", "") or "")
+        # The provider's error body: in the message (Anthropic), or only in the response
+        # LiteLLM kept (OpenAI through its SDK).
+        error = _provider_error(message) or _provider_error(_response_text(exc))
         upstream_headers = getattr(exc, "litellm_response_headers", None) or {}
-        if _anthropic_error(message) is None and _is_connection_failure(exc, message):
+        if error is None and _is_connection_failure(exc, message):
             return UpstreamUnreachable()
-        return _from_status(real_status, message, upstream_headers)
+        return _from_status(real_status, error, upstream_headers)
     if isinstance(exc, (httpx.HTTPError, litellm_errors.APIConnectionError)):
         return UpstreamUnreachable()
     if isinstance(exc, (TypeError, ValueError, KeyError, AttributeError)):
@@ -215,23 +363,56 @@ def status_for_error_type(error_type: str, default: int = 500) -> int:
     return _TYPE_STATUSES.get(error_type, default)
 
 
-def _from_status(status: int, text: str, headers: Mapping[str, str]) -> ProxyError:
-    error = _anthropic_error(text)
+@dataclass(frozen=True)
+class ProviderError:
+    """The error a provider answered with: Anthropic's type when it is Anthropic's shape."""
+
+    message: str
+    anthropic_type: str | None = None
+
+
+def _from_status(
+    status: int, error: ProviderError | None, headers: Mapping[str, str]
+) -> ProxyError:
     if error is None and status >= 500:
         # No error from the provider: its answer never arrived whole (LiteLLM calls a body
         # cut off mid-way a 500). A gateway's problem, not ours: 502.
         return UpstreamUnreachable("The upstream provider's answer was cut off or unreadable.")
-    error_type = (error or {}).get("type") or _STATUS_TYPES.get(status, "api_error")
-    status = status_for_error_type(str(error_type), default=status)
-    message = (error or {}).get("message") or f"The upstream provider answered {status}."
+    if error is not None and error.anthropic_type:
+        error_type = error.anthropic_type
+        status = status_for_error_type(error_type, default=status)
+    else:
+        error_type = _STATUS_TYPES.get(status, "api_error")
+    message = error.message if error is not None else ""
+    if status in (401, 403) and (error is None or error.anthropic_type is None):
+        # Other providers quote part of the rejected key back ("sk-...abcd"): the proxy's key.
+        message = "The upstream provider refused the proxy's credentials for this model."
     relayed = {name: headers[name] for name in RELAYED_ERROR_HEADERS if headers.get(name)}
     if "request-id" in relayed:
         relayed["upstream-request-id"] = relayed.pop("request-id")
-    return UpstreamError(str(message), status=status, error_type=str(error_type), headers=relayed)
+    return UpstreamError(
+        message or f"The upstream provider answered {status}.",
+        status=status,
+        error_type=error_type,
+        headers=relayed,
+    )
 
 
-def _anthropic_error(text: str) -> dict[str, Any] | None:
-    """The `error` object of an Anthropic error body found in text (LiteLLM wraps it)."""
+def _response_text(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    try:
+        text = response.text if response is not None else ""
+    except Exception:  # noqa: BLE001 - a response never read (or closed) has no text to give
+        return ""
+    return text if isinstance(text, str) else ""
+
+
+def _provider_error(text: str) -> ProviderError | None:
+    """The error object of an error body found in text (LiteLLM wraps it in its message).
+
+    Anthropic's bodies are {"type": "error", "error": {"type", "message"}}; OpenAI-style ones
+    {"error": {"message", "type", "code"}}, whose type is not one of Anthropic's.
+    """
     start = text.find("{")
     while start != -1:
         try:
@@ -241,7 +422,13 @@ def _anthropic_error(text: str) -> dict[str, Any] | None:
             continue
         if isinstance(decoded, dict) and isinstance(decoded.get("error"), dict):
             error: dict[str, Any] = decoded["error"]
-            return error
+            message = error.get("message")
+            kind = error.get("type")
+            anthropic = decoded.get("type") == "error" and isinstance(kind, str)
+            return ProviderError(
+                message=message if isinstance(message, str) else "",
+                anthropic_type=kind if anthropic else None,
+            )
         start = text.find("{", start + 1)
     return None
 

@@ -16,12 +16,13 @@ from rest_framework.response import Response
 
 from config.logging import request_id_var
 from patterns.store import Versions
-from proxy import metrics, services
+from proxy import catalog, metrics, services
 from proxy.audit import write_audit_later
 from proxy.auth import ApiKeyAuthentication
-from proxy.errors import ProxyError, RequestTooLarge
+from proxy.errors import MaskingUnavailable, ProxyError, RequestTooLarge
 from proxy.health import health_report
 from proxy.keys import secret_matches
+from proxy.routes import aroute_table
 from proxy.validation import parse_json_body, validate_messages_request
 
 
@@ -40,6 +41,7 @@ class _ProxyView(APIView):
             headers=request.headers,
             request_id=request_id_var.get(),
             rules_version=versions.rules if isinstance(versions, Versions) else None,
+            routes_version=versions.routes if isinstance(versions, Versions) else None,
             store_unavailable=versions is None,
         )
         try:
@@ -74,6 +76,32 @@ class CountTokensView(_ProxyView):
 
     async def post(self, request: Request) -> HttpResponse:
         return Response(await services.count_tokens(self._call(request, count_tokens=True)))
+
+
+class _ModelsView(APIView):
+    authentication_classes = (ApiKeyAuthentication,)
+    permission_classes = (IsAuthenticated,)
+
+    async def _models(self, request: Request) -> list[dict[str, Any]]:
+        versions = request.auth
+        if not isinstance(versions, Versions):
+            raise MaskingUnavailable()  # Redis is away: this process cannot serve anything
+        return await catalog.available_models(await aroute_table(versions.routes))
+
+
+class ModelsView(_ModelsView):
+    """GET /v1/models: what clients may request, paged like Anthropic's list."""
+
+    async def get(self, request: Request) -> Response:
+        models = await self._models(request)
+        return Response(catalog.model_page(models, request.query_params))
+
+
+class ModelDetailView(_ModelsView):
+    """GET /v1/models/<id>: one model of the list, or 404."""
+
+    async def get(self, request: Request, model_id: str) -> Response:
+        return Response(catalog.find_model(await self._models(request), model_id))
 
 
 class HealthView(APIView):

@@ -19,8 +19,9 @@ The request's ``model`` picks the scenario, so a test chooses one by the model i
   for a shorter text), one event a write and a pause of ``SLOW_STREAM_INTERVAL`` after each
   delta: about 2 s in all (without ``"stream": true``, the echo at once).
 
-``POST /v1/messages/count_tokens`` answers with the characters of all text // 4 + 1; any other
-path gets Anthropic's 404 error.
+``POST /v1/messages/count_tokens`` answers with the characters of all text // 4 + 1;
+``GET /v1/models`` lists ``MODEL_IDS`` in pages (``limit``, ``after_id``); any other path gets
+Anthropic's 404 error.
 
 ``active_responses`` says how many requests are being answered, ``open_connections`` (and
 ``client_ports``) which client connections are open, and ``abandoned`` how many clients left
@@ -28,35 +29,37 @@ before their answer was complete: a test reads them to prove its client (the pro
 
 Streams cut text and tool input into pieces of 1-4 characters and write the SSE bytes to the
 socket in pieces of random size, seeded by the request body so that every run is the same.
+The server, its recording and counting, and the cutting live in ``tests.fakes.server``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import itertools
 import json
 import random
-import re
 import shlex
-import threading
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+import urllib.parse
+from collections.abc import Iterator
 
-import uvicorn
+from tests.fakes.server import (
+    FakeServer,
+    Json,
+    Receive,
+    RecordedRequest,  # tests import it from here too
+    Reply,
+    pause_unless_disconnected,
+    seeded_random,
+    socket_writes,
+    text_pieces,
+)
 
-Json = dict[str, Any]
 Event = tuple[str, Json]
-AsgiMessage = dict[str, Any]
-Receive = Callable[[], Awaitable[AsgiMessage]]
-Send = Callable[[AsgiMessage], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
 
 MESSAGES_PATH = "/v1/messages"
 COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
+MODELS_PATH = "/v1/models"
+# What GET /v1/models lists, newest first like Anthropic's list.
+MODEL_IDS = ("claude-fake-opus-9", "claude-fake-sonnet-9", "fake-echo", "fake-tool")
 ECHO_PREFIX = "You said: "
 TOOL_PREAMBLE = "Running it."
 TOOL_USE_ID = "toolu_fake_1"
@@ -72,13 +75,10 @@ SLOW_STREAM_DELTAS = 20
 SLOW_STREAM_INTERVAL = 0.1
 # Longer than any timeout a test sets, so only a client that lets go ends a stall early.
 STALL_SECONDS = 30.0
-# At stop, responses still running after this long are cancelled (a test left a stream unread).
-STOP_GRACE_SECONDS = 3
 RETRY_AFTER_SECONDS = 7
 MIDSTREAM_ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 # Streams that fail or stall stop after this many deltas, so the client has seen some text first.
 DELTAS_BEFORE_FAILURE = 3
-_UTF8_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
 
 # Anthropic's error type, and a message in its style, for each status a test can ask for.
 ERRORS: dict[int, tuple[str, str]] = {
@@ -93,259 +93,68 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the fake received it."""
+class FakeAnthropic(FakeServer):
+    """The fake Anthropic upstream, run in a background thread; ``requests`` lists what it got."""
 
-    method: str
-    path: str
-    query_string: str
-    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    body: bytes
-    json: Json | None  # the body when it is a JSON object
+    name = "fake Anthropic"
 
-
-class FakeAnthropic:
-    """The fake upstream, run in a background thread; ``requests`` lists what it received."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._active = 0
-        self._abandoned = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.base_url = ""
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("The fake Anthropic server is already running.")
-        # Port 0 lets the kernel pick a free port, and uvicorn makes the socket itself: asyncio
-        # then sets TCP_NODELAY, without which each small write waits for the peer's ACK.
-        # log_config=None leaves the test run's logging alone (records reach pytest's capture).
-        config = uvicorn.Config(
-            _App(self),
-            host="127.0.0.1",
-            port=0,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=STOP_GRACE_SECONDS,
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="fake-anthropic", daemon=True)
-        thread.start()
-        _wait_until_started(server, thread)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        self._server, self._thread = server, thread
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        # uvicorn checks should_exit every 0.1 s, then lets running responses finish.
-        self._thread.join(timeout=STOP_GRACE_SECONDS + 5)
-        if self._thread.is_alive():
-            raise RuntimeError("The fake Anthropic server did not stop.")
-        self._server = self._thread = None
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    @property
-    def active_responses(self) -> int:
-        """Requests being answered right now (a stalled stream counts until its client leaves)."""
-        with self._lock:
-            return self._active
-
-    @property
-    def abandoned(self) -> int:
-        """Requests whose client left before the answer was complete, since start."""
-        with self._lock:
-            return self._abandoned
-
-    @property
-    def open_connections(self) -> int:
-        """Client connections open to the server, idle keep-alive ones included."""
-        return len(self.client_ports)
-
-    @property
-    def client_ports(self) -> frozenset[int]:
-        """The client-side ports of the open connections, to tell one client's from another's."""
-        server = self._server
-        connections = list(server.server_state.connections) if server is not None else []
-        peers = [getattr(connection, "client", None) for connection in connections]
-        return frozenset(peer[1] for peer in peers if peer is not None)
-
-    @property
-    def port(self) -> int:
-        return int(self.base_url.rsplit(":", 1)[1])
-
-    def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def raw_bodies(self) -> bytes:
-        """Every recorded path, query, header value and body, to search for leaked values."""
-        parts: list[bytes] = []
-        for request in self.requests:
-            parts += [request.path.encode(), request.query_string.encode("latin-1")]
-            parts += [value.encode("latin-1") for value in request.headers.values()]
-            parts.append(request.body)
-        return b"\n".join(parts)
-
-    def _record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def _count(self, *, active: int = 0, abandoned: int = 0) -> None:
-        with self._lock:
-            self._active += active
-            self._abandoned += abandoned
+    async def answer(self, request: RecordedRequest, receive: Receive, reply: Reply) -> None:
+        if request.method == "GET" and request.path == MODELS_PATH:
+            await reply.send_json(200, _model_page(request.query_string))
+        elif request.method != "POST" or request.path not in (MESSAGES_PATH, COUNT_TOKENS_PATH):
+            message = f"Not found: {request.method} {request.path}"
+            await _send_error(reply, 404, "not_found_error", message)
+        elif request.json is None:
+            message = "The body must be a JSON object."
+            await _send_error(reply, 400, "invalid_request_error", message)
+        elif request.path == COUNT_TOKENS_PATH:
+            await reply.send_json(200, {"input_tokens": _count_tokens(request.json)})
+        else:
+            await _messages(request.json, request.body, receive, reply)
 
 
-def _wait_until_started(server: uvicorn.Server, thread: threading.Thread) -> None:
-    deadline = time.monotonic() + 10
-    while not server.started:
-        # A thread that ended without starting the server failed to bind or load the app.
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(timeout=5)
-            raise RuntimeError("The fake Anthropic server did not start.")
-        time.sleep(0.01)
+def _model_page(query_string: str) -> Json:
+    """One page of MODEL_IDS, with Anthropic's limit and after_id parameters."""
+    query = urllib.parse.parse_qs(query_string)
+    limit = int(query.get("limit", ["20"])[0])
+    after = query.get("after_id", [""])[0]
+    start = MODEL_IDS.index(after) + 1 if after in MODEL_IDS else 0
+    ids = MODEL_IDS[start : start + limit]
+    return {
+        "data": [
+            {
+                "type": "model",
+                "id": model_id,
+                "display_name": model_id.replace("-", " ").title(),
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+            for model_id in ids
+        ],
+        "has_more": start + limit < len(MODEL_IDS),
+        "first_id": ids[0] if ids else None,
+        "last_id": ids[-1] if ids else None,
+    }
 
 
-class _App:
-    """The raw ASGI application: record the request, then answer it, counting both."""
-
-    def __init__(self, fake: FakeAnthropic) -> None:
-        self._fake = fake
-
-    async def __call__(self, scope: Json, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return  # lifespan is off and nothing opens websockets
-        self._fake._count(active=1)
-        try:
-            await self._answer(scope, self._watched(receive), send)
-        finally:
-            self._fake._count(active=-1)
-
-    def _watched(self, receive: Receive) -> Receive:
-        # The app only receives again after the body while it pauses: a disconnect seen then,
-        # or while reading the body, is a client leaving before its answer was complete.
-        async def watched() -> AsgiMessage:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                self._fake._count(abandoned=1)
-            return message
-
-        return watched
-
-    async def _answer(self, scope: Json, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client left before sending its whole body
-        request = _recorded(scope, body)
-        self._fake._record(request)
-        await _route(request, receive, _Reply(send, f"req_fake_{uuid.uuid4().hex[:24]}"))
+async def _send_error(reply: Reply, status: int, error_type: str, message: str) -> None:
+    payload = {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": reply.request_id,
+    }
+    retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if status == 429 else []
+    await reply.send_json(status, payload, retry)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def _recorded(scope: Json, body: bytes) -> RecordedRequest:
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in scope["headers"]:
-        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return RecordedRequest(
-        method=scope["method"],
-        path=scope["path"],
-        query_string=scope["query_string"].decode("latin-1"),
-        headers=headers,
-        body=body,
-        json=_json_object(body),
-    )
-
-
-def _json_object(body: bytes) -> Json | None:
-    try:
-        parsed = json.loads(body)
-    except ValueError:  # also covers bytes that are not UTF-8
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """Writes one response, every one of them carrying a request id like Anthropic's."""
-
-    send: Send
-    request_id: str
-
-    async def start(self, status: int, content_type: str, extra: Headers | None = None) -> None:
-        headers = [
-            (b"content-type", content_type.encode()),
-            (b"request-id", self.request_id.encode()),
-        ]
-        await self.send(
-            {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-        )
-
-    async def write(self, data: bytes, *, more: bool) -> None:
-        await self.send({"type": "http.response.body", "body": data, "more_body": more})
-
-    async def send_json(self, status: int, payload: Json, extra: Headers | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode()
-        length = [(b"content-length", str(len(data)).encode())]
-        await self.start(status, "application/json", length + (extra or []))
-        await self.write(data, more=False)
-
-    async def send_error(self, status: int, error_type: str, message: str) -> None:
-        payload = {
-            "type": "error",
-            "error": {"type": error_type, "message": message},
-            "request_id": self.request_id,
-        }
-        retry = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())] if status == 429 else []
-        await self.send_json(status, payload, retry)
-
-
-async def _route(request: RecordedRequest, receive: Receive, reply: _Reply) -> None:
-    if request.method != "POST" or request.path not in (MESSAGES_PATH, COUNT_TOKENS_PATH):
-        await reply.send_error(
-            404, "not_found_error", f"Not found: {request.method} {request.path}"
-        )
-    elif request.json is None:
-        await reply.send_error(400, "invalid_request_error", "The body must be a JSON object.")
-    elif request.path == COUNT_TOKENS_PATH:
-        await reply.send_json(200, {"input_tokens": _count_tokens(request.json)})
-    else:
-        await _messages(request.json, request.body, receive, reply)
-
-
-async def _messages(body: Json, raw: bytes, receive: Receive, reply: _Reply) -> None:
+async def _messages(body: Json, raw: bytes, receive: Receive, reply: Reply) -> None:
     model = str(body.get("model", ""))
     status = _error_status(model)
     if status is not None:
-        await reply.send_error(status, *ERRORS[status])
+        await _send_error(reply, status, *ERRORS[status])
         return
-    if model == "fake-slow" and not await _pause_unless_disconnected(receive, SLOW_SECONDS):
+    if model == "fake-slow" and not await pause_unless_disconnected(receive, SLOW_SECONDS):
         return
-    # A seed from the body (not hash(), which changes per process) makes every run cut alike.
-    rng = random.Random(hashlib.sha256(raw).digest())
+    rng = seeded_random(raw)
     message = _message(model, body, rng)
     if body.get("stream") is True:
         await _stream(reply, receive, model, message, rng)
@@ -353,7 +162,7 @@ async def _messages(body: Json, raw: bytes, receive: Receive, reply: _Reply) -> 
         data = json.dumps(message).encode()
         await reply.start(200, "application/json")
         await reply.write(data[: len(data) // 2], more=True)
-        if model == "fake-stall-midstream" and await _pause_unless_disconnected(
+        if model == "fake-stall-midstream" and await pause_unless_disconnected(
             receive, STALL_SECONDS
         ):
             await reply.write(data[len(data) // 2 :], more=False)
@@ -367,18 +176,6 @@ def _error_status(model: str) -> int | None:
     if prefix == "fake-error" and code.isdigit() and int(code) in ERRORS:
         return int(code)
     return None
-
-
-async def _pause_unless_disconnected(receive: Receive, seconds: float) -> bool:
-    """Wait, and say False at once if the client gives up, so no response outlives its test."""
-    try:
-        async with asyncio.timeout(seconds):
-            # The body has been read: the only message left to receive is the disconnect.
-            while (await receive())["type"] != "http.disconnect":
-                pass
-    except TimeoutError:
-        return True
-    return False
 
 
 def _message(model: str, body: Json, rng: random.Random) -> Json:
@@ -504,7 +301,7 @@ def _texts(content: object) -> Iterator[str]:
 
 
 async def _stream(
-    reply: _Reply, receive: Receive, model: str, message: Json, rng: random.Random
+    reply: Reply, receive: Receive, model: str, message: Json, rng: random.Random
 ) -> None:
     if model == "fake-slow-stream":
         await _stream_slowly(reply, receive, _slow_events(message, rng))
@@ -519,11 +316,11 @@ async def _stream(
         first = _first_deltas(events)
         events, rest = first, events[len(first) :]
     await reply.start(200, "text/event-stream", [(b"cache-control", b"no-cache")])
-    for piece in _writes(_sse(events), rng):
+    for piece in socket_writes(_sse(events), rng):
         await reply.write(piece, more=True)
     if rest:
         # Whole events before the pause: the client has every byte sent so far to act on.
-        if not await _pause_unless_disconnected(receive, STALL_SECONDS):
+        if not await pause_unless_disconnected(receive, STALL_SECONDS):
             return
         await reply.write(_sse(rest), more=True)
     # A truncated stream returns without the last body message: uvicorn drops the connection
@@ -532,11 +329,11 @@ async def _stream(
         await reply.write(b"", more=False)
 
 
-async def _stream_slowly(reply: _Reply, receive: Receive, events: list[Event]) -> None:
+async def _stream_slowly(reply: Reply, receive: Receive, events: list[Event]) -> None:
     await reply.start(200, "text/event-stream", [(b"cache-control", b"no-cache")])
     for name, data in events:
         await reply.write(_sse([(name, data)]), more=True)
-        if name == "content_block_delta" and not await _pause_unless_disconnected(
+        if name == "content_block_delta" and not await pause_unless_disconnected(
             receive, SLOW_STREAM_INTERVAL
         ):
             return
@@ -593,26 +390,15 @@ def _opening(block: Json) -> Json:
 
 def _deltas(block: Json, rng: random.Random) -> list[Json]:
     if block["type"] == "thinking":
-        pieces = _pieces(block["thinking"], rng)
+        pieces = text_pieces(block["thinking"], rng)
         thinking = [{"type": "thinking_delta", "thinking": piece} for piece in pieces]
         return [*thinking, {"type": "signature_delta", "signature": block["signature"]}]
     if block["type"] == "tool_use":
         # Anthropic opens tool input with an empty piece; the escapes (\" and \n) of the JSON
         # text get cut like any other characters.
-        pieces = ["", *_pieces(json.dumps(block["input"], ensure_ascii=False), rng)]
+        pieces = ["", *text_pieces(json.dumps(block["input"], ensure_ascii=False), rng)]
         return [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
-    return [{"type": "text_delta", "text": piece} for piece in _pieces(block["text"], rng)]
-
-
-def _pieces(text: str, rng: random.Random) -> list[str]:
-    """Cut text into pieces of 1-4 characters, so a placeholder lands across several deltas."""
-    pieces: list[str] = []
-    start = 0
-    while start < len(text):
-        end = start + rng.randint(1, 4)
-        pieces.append(text[start:end])
-        start = end
-    return pieces
+    return [{"type": "text_delta", "text": piece} for piece in text_pieces(block["text"], rng)]
 
 
 def _first_deltas(events: list[Event]) -> list[Event]:
@@ -630,34 +416,3 @@ def _sse(events: list[Event]) -> bytes:
         f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
         for name, data in events
     )
-
-
-def _writes(data: bytes, rng: random.Random) -> list[bytes]:
-    """Cut the stream into socket writes that ignore event and character boundaries.
-
-    Most writes are 1-40 bytes, so events span several of them; every eighth write runs to
-    the end of the third event boundary ahead, so one read can also hold several events.
-    """
-    cuts: set[int] = set()
-    position = count = 0
-    while position < len(data):
-        count += 1
-        if count % 8 == 0:
-            position = _after_boundaries(data, position, 3)
-        else:
-            position = min(position + rng.randint(1, 40), len(data))
-        cuts.add(position)
-    # Make sure one multi-byte UTF-8 character (if any) is cut in two.
-    lead = _UTF8_LEAD_BYTE.search(data)
-    if lead is not None:
-        cuts.add(lead.start() + 1)
-    return [data[start:end] for start, end in itertools.pairwise([0, *sorted(cuts)])]
-
-
-def _after_boundaries(data: bytes, position: int, count: int) -> int:
-    for _ in range(count):
-        found = data.find(b"\n\n", position)
-        if found == -1:
-            return len(data)
-        position = found + 2
-    return position

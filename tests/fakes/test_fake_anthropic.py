@@ -30,6 +30,7 @@ from tests.fakes.anthropic_upstream import (
     BASH_OUTPUT_FILE,
     BASH_RESULT_PREFIX,
     DELTAS_BEFORE_FAILURE,
+    MODEL_IDS,
     RETRY_AFTER_SECONDS,
     SIGNATURE,
     SLOW_SECONDS,
@@ -595,11 +596,21 @@ def test_count_tokens_counts_a_quarter_of_the_characters(
 
 
 def test_other_paths_get_an_anthropic_not_found(http: httpx.Client) -> None:
-    response = http.get("/v1/models")
+    response = http.get("/v1/files")
 
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found_error"
     assert response.headers["request-id"].startswith("req_fake_")
+
+
+def test_models_are_listed_in_pages_like_anthropics(http: httpx.Client) -> None:
+    first = http.get("/v1/models", params={"limit": 3}).json()
+    assert [model["id"] for model in first["data"]] == list(MODEL_IDS[:3])
+    assert (first["has_more"], first["last_id"]) == (True, MODEL_IDS[2])
+    rest = http.get("/v1/models", params={"after_id": first["last_id"]}).json()
+    assert [model["id"] for model in rest["data"]] == list(MODEL_IDS[3:])
+    assert rest["has_more"] is False
+    assert {"type", "id", "display_name", "created_at"} <= set(first["data"][0])
 
 
 def test_a_body_that_is_not_json_is_a_bad_request(http: httpx.Client) -> None:

@@ -31,6 +31,9 @@ def test_healthy_when_every_component_is(
     assert components["patterns"]["patterns_enabled"] >= 30
     assert components["upstream"] == {
         "status": "healthy",
+        "default_route": True,
+        "routes_enabled": 0,
+        "routes_missing_credentials": 0,
         "credentials_configured": True,
         "host": "127.0.0.1",
     }

@@ -1,0 +1,114 @@
+"""GET /v1/models: the models clients may request, in Anthropic's list shape.
+
+Routes with an exact model name are listed as they are. Where a pattern route (or the default
+route) passes requested names on to Anthropic, the models Anthropic lists are asked for and
+shown when that route is the one that would serve them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from proxy import upstream
+from proxy.errors import InvalidRequest, NotFound
+from proxy.routes import PASS_THROUGH, Route, RouteTable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LIMIT, MAX_LIMIT = 20, 1000
+# A model route existing before the proxy's first start: the date Anthropic-style ids need.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def route_entry(route: Route) -> dict[str, Any]:
+    created = route.created_at or _EPOCH
+    return {
+        "type": "model",
+        "id": route.pattern,
+        "display_name": route.display_name or route.pattern,
+        "created_at": created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+async def available_models(table: RouteTable) -> list[dict[str, Any]]:
+    """Every model a client may request, exact routes first, without duplicates."""
+    models = {route.pattern: route_entry(route) for route in table.listed_routes()}
+    for entry in await _provider_models(table):
+        model_id = entry.get("id")
+        if not isinstance(model_id, str) or model_id in models:
+            continue
+        route = table.route_for(model_id)
+        if route is not None and not route.is_exact and route.litellm_model == PASS_THROUGH:
+            models[model_id] = entry
+    return list(models.values())
+
+
+async def _provider_models(table: RouteTable) -> list[dict[str, Any]]:
+    """What the providers behind pass-through Anthropic routes list, each provider asked once."""
+    targets: dict[tuple[str, str], upstream.UpstreamTarget] = {}
+    for route in table.anthropic_patterns():
+        target = route.target("")
+        targets.setdefault((target.api_base, target.api_key), target)
+    results = await asyncio.gather(
+        *(upstream.list_anthropic_models(target) for target in targets.values()),
+        return_exceptions=True,
+    )
+    found: list[dict[str, Any]] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            # The routes' own models are still listed; the provider's are missing this time.
+            logger.warning("the provider's model list is unavailable: %s", type(result).__name__)
+            continue
+        found.extend(result)
+    return found
+
+
+def model_page(models: list[dict[str, Any]], params: Mapping[str, str]) -> dict[str, Any]:
+    """One page of the list, with Anthropic's before_id / after_id / limit parameters."""
+    limit = _limit(params.get("limit"))
+    ids = [model["id"] for model in models]
+    after, before = params.get("after_id"), params.get("before_id")
+    if after and before:
+        raise InvalidRequest("Give after_id or before_id, not both.")
+    if after:
+        start = _position(ids, after, "after_id") + 1
+        page = models[start : start + limit]
+        has_more = start + limit < len(models)
+    elif before:
+        end = _position(ids, before, "before_id")
+        page = models[max(0, end - limit) : end]
+        has_more = end - limit > 0
+    else:
+        page, has_more = models[:limit], limit < len(models)
+    return {
+        "data": page,
+        "has_more": has_more,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+    }
+
+
+def find_model(models: list[dict[str, Any]], model_id: str) -> dict[str, Any]:
+    found = next((model for model in models if model["id"] == model_id), None)
+    if found is None:
+        raise NotFound("model: no model with this id is served by this proxy.")
+    return found
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidRequest(f"limit: an integer from 1 to {MAX_LIMIT}.")
+    return int(raw)
+
+
+def _position(ids: list[str], model_id: str, name: str) -> int:
+    try:
+        return ids.index(model_id)
+    except ValueError:
+        raise InvalidRequest(f"{name}: no model with this id is listed.") from None

@@ -1,0 +1,268 @@
+"""Model routes: which provider serves a requested model, and what to try when it fails.
+
+Admins keep routes in the database; each process holds an immutable RouteTable, reloaded when
+the routes version in Redis moves (read in the same MGET as the rules and keys versions). A
+model no route matches goes to the default route (Anthropic at PROXY_UPSTREAM_BASE_URL with
+ANTHROPIC_API_KEY, as before routes existed) unless PROXY_DEFAULT_ROUTE is off.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+
+from config.db import releasing_connections
+from config.env import env_secret
+from patterns.store import MappingStoreUnavailable, get_store
+from proxy import upstream
+from proxy.errors import NotFound, ProxyError
+
+logger = logging.getLogger(__name__)
+
+ANTHROPIC_PREFIX = "anthropic/"
+MODEL_SLOT = "{model}"
+PASS_THROUGH = ANTHROPIC_PREFIX + MODEL_SLOT
+_PATTERN_RE = re.compile(r"[A-Za-z0-9*][A-Za-z0-9._:@/*\[\]-]{0,199}\Z")
+_LITELLM_MODEL_RE = re.compile(r"([a-z0-9_.-]+)/([A-Za-z0-9._:@/\[\]{}-]+)\Z")
+_ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,99}\Z")
+# The proxy's own secrets and connection strings: a route must not send one of them to a
+# provider (an admin could otherwise point a route at any host with SECRET_KEY as its key).
+PROXY_OWN_VARIABLES = frozenset(
+    {
+        "SECRET_KEY",
+        "MASKING_KEY",
+        "DATABASE_URL",
+        "TEST_DATABASE_URL",
+        "REDIS_URL",
+        "REDIS_SENTINEL_PASSWORD",
+        "LITELLM_MASTER_KEY",
+        "METRICS_TOKEN",
+    }
+)
+
+
+class RoutesUnavailable(ProxyError):
+    status = 503
+    default_message = "The model routes could not be loaded; the request was not sent."
+
+
+class ModelNotRouted(NotFound):
+    default_message = "model: no route on this proxy serves the requested model."
+
+
+def route_errors(*, model_pattern: str, litellm_model: str, api_key_env: str) -> dict[str, str]:
+    """What is wrong with a route's fields, by field name (empty when nothing is)."""
+    errors: dict[str, str] = {}
+    if not _PATTERN_RE.match(model_pattern):
+        errors["model_pattern"] = (
+            "A model name (letters, digits and . _ : @ / [ ] -, at most 200) where * stands "
+            "for any characters."
+        )
+    errors.update(_litellm_model_errors(litellm_model))
+    if api_key_env:
+        error = _credential_variable_error(api_key_env)
+        if error:
+            errors["api_key_env"] = error
+    return errors
+
+
+def _litellm_model_errors(litellm_model: str) -> dict[str, str]:
+    found = _LITELLM_MODEL_RE.match(litellm_model)
+    if found is None:
+        return {"litellm_model": "provider/model, e.g. openai/gpt-4o-mini or anthropic/{model}."}
+    provider, name = found.groups()
+    if not upstream.is_known_provider(provider):
+        return {"litellm_model": f"LiteLLM has no provider called {provider!r}."}
+    if "{" in name.replace(MODEL_SLOT, "") or "}" in name.replace(MODEL_SLOT, ""):
+        return {"litellm_model": "The only placeholder allowed is {model}."}
+    return {}
+
+
+def _credential_variable_error(name: str) -> str:
+    if not _ENV_NAME_RE.match(name):
+        return "An environment variable name: capitals, digits and _ (OPENAI_API_KEY)."
+    base = name.removesuffix("_FILE")
+    if name in PROXY_OWN_VARIABLES or base in PROXY_OWN_VARIABLES:
+        return f"{name} holds one of the proxy's own secrets; name the provider's key instead."
+    return ""
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A route pattern as a regex: * stands for any characters, the rest for itself."""
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One enabled route, as the table holds it."""
+
+    id: int
+    pattern: str
+    litellm_model: str
+    api_base: str = ""
+    api_key_env: str = ""
+    timeout: float | None = None
+    connect_timeout: float | None = None
+    display_name: str = ""
+    fallback_ids: tuple[int, ...] = ()
+    created_at: datetime | None = None
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regex", pattern_regex(self.pattern))
+
+    @property
+    def is_exact(self) -> bool:
+        return "*" not in self.pattern
+
+    def matches(self, model: str) -> bool:
+        return self.regex.match(model) is not None
+
+    def target(self, requested: str) -> upstream.UpstreamTarget:
+        """Where this route sends a request for `requested`, with its credential read now."""
+        model = self.litellm_model.replace(MODEL_SLOT, requested)
+        anthropic = model.startswith(ANTHROPIC_PREFIX)
+        api_base = self.api_base or (settings.PROXY_UPSTREAM_BASE_URL if anthropic else "")
+        if self.api_key_env:
+            api_key = read_credential(self.api_key_env)
+            missing = "" if api_key else self.api_key_env
+        else:
+            api_key = (settings.ANTHROPIC_API_KEY or "") if anthropic else ""
+            missing = ""
+        return upstream.UpstreamTarget(
+            model=model,
+            api_base=api_base.rstrip("/"),
+            api_key=api_key or "",
+            timeout=self.timeout or settings.PROXY_UPSTREAM_TIMEOUT,
+            connect_timeout=self.connect_timeout or settings.PROXY_UPSTREAM_CONNECT_TIMEOUT,
+            route=self.pattern,
+            missing_credential=missing,
+        )
+
+
+DEFAULT_ROUTE = Route(id=0, pattern="*", litellm_model=PASS_THROUGH)
+
+
+def read_credential(name: str) -> str:
+    """The provider key in NAME (or the file NAME_FILE names); "" when neither is set."""
+    try:
+        return env_secret(name) or ""
+    except ImproperlyConfigured as exc:
+        # The message names the file, never its contents.
+        logger.error("route credential unreadable: %s", exc)
+        return ""
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """The enabled routes in the order they are tried, and the default route's switch."""
+
+    version: str
+    routes: tuple[Route, ...]
+    default_route: bool
+    by_id: Mapping[int, Route] = field(default_factory=dict)
+
+    def route_for(self, model: str) -> Route | None:
+        found = next((route for route in self.routes if route.matches(model)), None)
+        if found is None and self.default_route:
+            return DEFAULT_ROUTE
+        return found
+
+    def targets(self, model: str) -> list[upstream.UpstreamTarget]:
+        """The targets for a requested model, primary first, then its fallbacks in order."""
+        route = self.route_for(model)
+        if route is None:
+            raise ModelNotRouted()
+        fallbacks = [self.by_id[i] for i in route.fallback_ids if i in self.by_id]
+        return [candidate.target(model) for candidate in (route, *fallbacks)]
+
+    def listed_routes(self) -> list[Route]:
+        """Routes a client may name exactly: the enabled routes without a *."""
+        seen: set[str] = set()
+        listed: list[Route] = []
+        for route in self.routes:
+            if route.is_exact and route.pattern not in seen:
+                seen.add(route.pattern)
+                listed.append(route)
+        return listed
+
+    def anthropic_patterns(self) -> list[Route]:
+        """Pattern routes that pass the requested name on to Anthropic (anthropic/{model})."""
+        patterns = [
+            route
+            for route in self.routes
+            if not route.is_exact and route.litellm_model == PASS_THROUGH
+        ]
+        return [*patterns, DEFAULT_ROUTE] if self.default_route else patterns
+
+
+def build_table(version: str, rows: Iterable[Route], *, default_route: bool) -> RouteTable:
+    routes = tuple(rows)
+    return RouteTable(
+        version=version,
+        routes=routes,
+        default_route=default_route,
+        by_id={route.id: route for route in routes},
+    )
+
+
+def load_route_table(version: str = "") -> RouteTable:
+    """The enabled routes from the database, exact names before patterns of the same order."""
+    from proxy.models import ModelRoute
+
+    try:
+        rows = list(ModelRoute.objects.filter(enabled=True).prefetch_related("fallback_links"))
+    except DatabaseError as exc:
+        logger.error("model routes could not be read: %s", type(exc).__name__)
+        raise RoutesUnavailable() from None
+    rows.sort(key=lambda row: (row.order, "*" in row.model_pattern, row.id))
+    routes = [
+        Route(
+            id=row.id,
+            pattern=row.model_pattern,
+            litellm_model=row.litellm_model,
+            api_base=row.api_base,
+            api_key_env=row.api_key_env,
+            timeout=row.timeout_seconds,
+            connect_timeout=row.connect_timeout_seconds,
+            display_name=row.display_name,
+            fallback_ids=tuple(link.fallback_id for link in row.fallback_links.all()),
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]
+    logger.info("model routes loaded: version=%s routes=%d", version or "initial", len(routes))
+    return build_table(version, routes, default_route=settings.PROXY_DEFAULT_ROUTE)
+
+
+_current: RouteTable | None = None
+
+
+async def aroute_table(version: str) -> RouteTable:
+    """The process's route table for this routes version, reloaded when the version moved."""
+    global _current
+    current = _current
+    if current is not None and current.version == version:
+        return current
+    table = await sync_to_async(releasing_connections(load_route_table))(version)
+    _current = table
+    return table
+
+
+def routes_changed() -> None:
+    """Move the routes version so that every process reloads its route table."""
+    global _current
+    _current = None
+    try:
+        get_store().bump_routes_version()
+    except MappingStoreUnavailable:
+        # Requests fail closed while Redis is away, and reload once it is back.
+        logger.error("a model route changed but the routes version could not be bumped")
