@@ -58,6 +58,7 @@ class Client:
             api_key="sk-ant-bench-dummy",
             timeout=httpx.Timeout(60.0, connect=5.0),
             extra_headers=HEADERS,
+            num_retries=0,
             **fields,
         )
         if isinstance(result, dict):

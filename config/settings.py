@@ -237,6 +237,9 @@ PROXY_UPSTREAM_TIMEOUT = env_float("PROXY_UPSTREAM_TIMEOUT", 600.0, minimum=1.0)
 PROXY_UPSTREAM_CONNECT_TIMEOUT = env_float("PROXY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 # Models no admin route matches go to Anthropic (anthropic/<model>); off: they are refused.
 PROXY_DEFAULT_ROUTE = env_bool("PROXY_DEFAULT_ROUTE", True)
+# The environment variables model routes may read their provider keys from (names only): an
+# admin can then not point a route at a host of theirs with any other secret of this server.
+PROXY_ROUTE_CREDENTIALS = env_list("PROXY_ROUTE_CREDENTIALS", [])
 # The deep health check (/health?deep=1) asks this model for one token.
 PROXY_HEALTH_MODEL = env_str("PROXY_HEALTH_MODEL", "claude-haiku-4-5")
 PROXY_HEALTH_PROBE_TIMEOUT = env_float("PROXY_HEALTH_PROBE_TIMEOUT", 10.0, minimum=0.1)

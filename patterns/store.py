@@ -260,6 +260,14 @@ class MappingStore:
             raise _unavailable(exc) from None
         return _decode(token or b"")
 
+    def routes_version(self) -> str:
+        """The current model routes version token ("" before any change)."""
+        try:
+            token = self._client.get(self._keys.routes_version)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return _decode(token or b"")
+
     def bump_rules_version(self) -> str:
         """Tell every process that the rules changed; returns the new token."""
         return self._bump(self._keys.rules_version)

@@ -17,7 +17,7 @@ from django.utils.functional import cached_property
 from proxy.auth import keys_changed
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord, ModelRoute, RouteFallback
-from proxy.routes import ANTHROPIC_PREFIX, read_credential
+from proxy.routes import ANTHROPIC_PREFIX, credential_variable_error, read_credential
 
 
 @admin.action(description="Revoke selected keys")
@@ -123,20 +123,29 @@ class ModelRouteAdmin(admin.ModelAdmin):
         (None, {"fields": ("created_at", "updated_at")}),
     )
     inlines = (RouteFallbackInline,)
+    ordering = ("order", "id")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelRoute]:
+        return super().get_queryset(request).prefetch_related("fallback_links__fallback")
 
     @admin.display(description="credential")
     def credential(self, route: ModelRoute) -> str:
         """Whether this process can read the route's key: never the key itself."""
         if route.api_key_env:
+            if credential_variable_error(route.api_key_env):
+                return f"{route.api_key_env}: not in PROXY_ROUTE_CREDENTIALS"
             state = "set" if read_credential(route.api_key_env) else "NOT SET"
             return f"{route.api_key_env}: {state}"
-        if route.litellm_model.startswith(ANTHROPIC_PREFIX):
+        default_base = settings.PROXY_UPSTREAM_BASE_URL.rstrip("/")
+        if route.litellm_model.startswith(ANTHROPIC_PREFIX) and (
+            route.api_base.rstrip("/") in ("", default_base)
+        ):
             return "ANTHROPIC_API_KEY: " + ("set" if settings.ANTHROPIC_API_KEY else "NOT SET")
         return "none"
 
     @admin.display(description="fallbacks")
     def fallback_list(self, route: ModelRoute) -> str:
-        links = route.fallback_links.select_related("fallback")
+        links = route.fallback_links.all()  # prefetched with the page
         return ", ".join(link.fallback.model_pattern for link in links) or "-"
 
     def changelist_view(

@@ -8,14 +8,16 @@ shown when that route is the one that would serve them.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from proxy import upstream
 from proxy.errors import InvalidRequest, NotFound
-from proxy.routes import PASS_THROUGH, Route, RouteTable
+from proxy.routes import PASS_THROUGH, Route, RouteTable, UpstreamTarget
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +51,12 @@ async def available_models(table: RouteTable) -> list[dict[str, Any]]:
 
 async def _provider_models(table: RouteTable) -> list[dict[str, Any]]:
     """What the providers behind pass-through Anthropic routes list, each provider asked once."""
-    targets: dict[tuple[str, str], upstream.UpstreamTarget] = {}
+    targets: dict[tuple[str, str, str], UpstreamTarget] = {}
     for route in table.anthropic_patterns():
         target = route.target("")
-        targets.setdefault((target.api_base, target.api_key), target)
+        targets.setdefault(_provider_key(table, target), target)
     results = await asyncio.gather(
-        *(upstream.list_anthropic_models(target) for target in targets.values()),
-        return_exceptions=True,
+        *(_listed_by(key, target) for key, target in targets.items()), return_exceptions=True
     )
     found: list[dict[str, Any]] = []
     for result in results:
@@ -65,6 +66,28 @@ async def _provider_models(table: RouteTable) -> list[dict[str, Any]]:
             continue
         found.extend(result)
     return found
+
+
+# Provider lists change rarely; a client paging through ours should not cost a provider call
+# a page (nor see the list change under its after_id). A route change starts afresh.
+PROVIDER_LIST_SECONDS = 300.0
+_provider_lists: dict[tuple[str, str, str], tuple[float, list[dict[str, Any]]]] = {}
+
+
+def _provider_key(table: RouteTable, target: UpstreamTarget) -> tuple[str, str, str]:
+    return table.version, target.api_base, hashlib.sha256(target.api_key.encode()).hexdigest()
+
+
+async def _listed_by(key: tuple[str, str, str], target: UpstreamTarget) -> list[dict[str, Any]]:
+    cached = _provider_lists.get(key)
+    if cached is not None and time.monotonic() < cached[0]:
+        return cached[1]
+    models = await upstream.list_anthropic_models(target)
+    now = time.monotonic()
+    for stale in [k for k, (expires, _) in _provider_lists.items() if expires <= now]:
+        del _provider_lists[stale]
+    _provider_lists[key] = (now + PROVIDER_LIST_SECONDS, models)
+    return models
 
 
 def model_page(models: list[dict[str, Any]], params: Mapping[str, str]) -> dict[str, Any]:

@@ -74,6 +74,19 @@ class MaskingUnavailable(ProxyError):
     default_message = "Masking is unavailable right now; the request was not sent upstream."
 
 
+class ModelNotRouted(NotFound):
+    default_message = "model: no route on this proxy serves the requested model."
+
+
+class RoutesUnavailable(ProxyError):
+    status = 503
+    default_message = "The model routes could not be loaded; the request was not sent."
+
+
+class ProviderNotConfigured(ProxyError):
+    default_message = "The provider for this model is not configured on this server."
+
+
 class UpstreamError(ProxyError):
     """An error the provider returned: its status and type are kept."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, URLValidator
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -113,7 +113,6 @@ class ModelRoute(models.Model):
         "API base",
         max_length=500,
         blank=True,
-        validators=[URLValidator(schemes=["http", "https"])],
         help_text="The provider's base URL. Empty: PROXY_UPSTREAM_BASE_URL for anthropic/ "
         "models, LiteLLM's default for others.",
     )
@@ -122,8 +121,9 @@ class ModelRoute(models.Model):
         max_length=100,
         blank=True,
         help_text="The name of the environment variable holding the provider's key (or "
-        "NAME_FILE, a file holding it) — never the key itself. Empty: ANTHROPIC_API_KEY for "
-        "anthropic/ models; for others the variable LiteLLM reads (OPENAI_API_KEY, ...).",
+        "NAME_FILE, a file holding it), one of those PROXY_ROUTE_CREDENTIALS lists — never the "
+        "key itself. Empty: ANTHROPIC_API_KEY for anthropic/ models at "
+        "PROXY_UPSTREAM_BASE_URL, no key otherwise.",
     )
     timeout_seconds = models.FloatField(
         "read timeout (s)",
@@ -164,6 +164,7 @@ class ModelRoute(models.Model):
             model_pattern=self.model_pattern,
             litellm_model=self.litellm_model,
             api_key_env=self.api_key_env,
+            api_base=self.api_base,
         )
         if errors:
             raise ValidationError(errors)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -22,14 +24,19 @@ from django.db import DatabaseError
 from config.db import releasing_connections
 from config.env import env_secret
 from patterns.store import MappingStoreUnavailable, get_store
-from proxy import upstream
-from proxy.errors import NotFound, ProxyError
+from proxy.errors import ModelNotRouted, RoutesUnavailable
 
 logger = logging.getLogger(__name__)
 
 ANTHROPIC_PREFIX = "anthropic/"
 MODEL_SLOT = "{model}"
 PASS_THROUGH = ANTHROPIC_PREFIX + MODEL_SLOT
+# The key sent by a route without a credential: any key at all, so that LiteLLM does not fall
+# back to the provider's usual environment variable and send that to the route's API base.
+NO_CREDENTIAL = "none"
+# Each process reloads its table at least this often, even when the routes version did not
+# move (a change made while Redis was away).
+TABLE_MAX_AGE_SECONDS = 60.0
 _PATTERN_RE = re.compile(r"[A-Za-z0-9*][A-Za-z0-9._:@/*\[\]-]{0,199}\Z")
 _LITELLM_MODEL_RE = re.compile(r"([a-z0-9_.-]+)/([A-Za-z0-9._:@/\[\]{}-]+)\Z")
 _ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,99}\Z")
@@ -49,16 +56,31 @@ PROXY_OWN_VARIABLES = frozenset(
 )
 
 
-class RoutesUnavailable(ProxyError):
-    status = 503
-    default_message = "The model routes could not be loaded; the request was not sent."
+@dataclass(frozen=True)
+class UpstreamTarget:
+    """One provider call's destination: a LiteLLM model, where it lives, and its key."""
+
+    model: str  # LiteLLM's provider/model
+    api_base: str  # "" for LiteLLM's default
+    api_key: str
+    timeout: float
+    connect_timeout: float
+    route: str = "*"  # the route's pattern, for logs
+    missing_credential: str = ""  # the variable named for the key, when it cannot be read
+
+    @property
+    def provider(self) -> str:
+        return self.model.partition("/")[0]
+
+    @property
+    def provider_model(self) -> str:
+        """The model name the provider itself knows."""
+        return self.model.partition("/")[2]
 
 
-class ModelNotRouted(NotFound):
-    default_message = "model: no route on this proxy serves the requested model."
-
-
-def route_errors(*, model_pattern: str, litellm_model: str, api_key_env: str) -> dict[str, str]:
+def route_errors(
+    *, model_pattern: str, litellm_model: str, api_key_env: str, api_base: str = ""
+) -> dict[str, str]:
     """What is wrong with a route's fields, by field name (empty when nothing is)."""
     errors: dict[str, str] = {}
     if not _PATTERN_RE.match(model_pattern):
@@ -67,37 +89,84 @@ def route_errors(*, model_pattern: str, litellm_model: str, api_key_env: str) ->
             "for any characters."
         )
     errors.update(_litellm_model_errors(litellm_model))
+    if api_base:
+        error = api_base_error(api_base)
+        if error:
+            errors["api_base"] = error
     if api_key_env:
-        error = _credential_variable_error(api_key_env)
+        error = credential_variable_error(api_key_env)
         if error:
             errors["api_key_env"] = error
     return errors
 
 
 def _litellm_model_errors(litellm_model: str) -> dict[str, str]:
+    from proxy.upstream import is_known_provider  # imports LiteLLM: only when a route is edited
+
     found = _LITELLM_MODEL_RE.match(litellm_model)
     if found is None:
         return {"litellm_model": "provider/model, e.g. openai/gpt-4o-mini or anthropic/{model}."}
     provider, name = found.groups()
-    if not upstream.is_known_provider(provider):
+    if not is_known_provider(provider):
         return {"litellm_model": f"LiteLLM has no provider called {provider!r}."}
     if "{" in name.replace(MODEL_SLOT, "") or "}" in name.replace(MODEL_SLOT, ""):
         return {"litellm_model": "The only placeholder allowed is {model}."}
     return {}
 
 
-def _credential_variable_error(name: str) -> str:
+def api_base_error(api_base: str) -> str:
+    """Why an API base is refused ("" when it is fine): http(s), a host, no credentials."""
+    try:
+        parts = urlsplit(api_base)
+        port = parts.port  # raises on a port that is not a number
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        return "An http:// or https:// URL with a host, e.g. http://vllm:8000/v1."
+    if parts.username or parts.password:
+        return "No user or password in the URL: name the key's variable as the credential."
+    if parts.query or parts.fragment or any(c.isspace() for c in api_base):
+        return "No query, fragment or spaces in the URL."
+    return ""
+
+
+def credential_variable_error(name: str) -> str:
+    """Why a route may not read its key from this variable ("" when it may)."""
     if not _ENV_NAME_RE.match(name):
         return "An environment variable name: capitals, digits and _ (OPENAI_API_KEY)."
     base = name.removesuffix("_FILE")
     if name in PROXY_OWN_VARIABLES or base in PROXY_OWN_VARIABLES:
         return f"{name} holds one of the proxy's own secrets; name the provider's key instead."
+    allowed = settings.PROXY_ROUTE_CREDENTIALS
+    if name not in allowed:
+        listed = ", ".join(allowed) or "none yet"
+        return (
+            f"Routes may only read the variables the operator lists in "
+            f"PROXY_ROUTE_CREDENTIALS ({listed}); {name} is not one of them."
+        )
     return ""
 
 
-def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A route pattern as a regex: * stands for any characters, the rest for itself."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z")
+def glob_match(pattern: str, name: str) -> bool:
+    """Whether name matches pattern, where * stands for any characters (newlines included).
+
+    Linear in the name: each part between stars is found left to right, once.
+    """
+    first, *rest = pattern.split("*")
+    if not rest:
+        return name == pattern
+    *middle, last = rest
+    if len(name) < len(first) + len(last) or not name.startswith(first):
+        return False
+    if not name.endswith(last):
+        return False
+    position, end = len(first), len(name) - len(last)
+    for part in middle:
+        found = name.find(part, position, end)
+        if found == -1:
+            return False
+        position = found + len(part)
+    return True
 
 
 @dataclass(frozen=True)
@@ -114,38 +183,45 @@ class Route:
     display_name: str = ""
     fallback_ids: tuple[int, ...] = ()
     created_at: datetime | None = None
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "regex", pattern_regex(self.pattern))
 
     @property
     def is_exact(self) -> bool:
         return "*" not in self.pattern
 
     def matches(self, model: str) -> bool:
-        return self.regex.match(model) is not None
+        return glob_match(self.pattern, model)
 
-    def target(self, requested: str) -> upstream.UpstreamTarget:
+    def target(self, requested: str) -> UpstreamTarget:
         """Where this route sends a request for `requested`, with its credential read now."""
         model = self.litellm_model.replace(MODEL_SLOT, requested)
         anthropic = model.startswith(ANTHROPIC_PREFIX)
-        api_base = self.api_base or (settings.PROXY_UPSTREAM_BASE_URL if anthropic else "")
-        if self.api_key_env:
-            api_key = read_credential(self.api_key_env)
-            missing = "" if api_key else self.api_key_env
-        else:
-            api_key = (settings.ANTHROPIC_API_KEY or "") if anthropic else ""
-            missing = ""
-        return upstream.UpstreamTarget(
+        default_base = settings.PROXY_UPSTREAM_BASE_URL if anthropic else ""
+        api_base = (self.api_base or default_base).rstrip("/")
+        api_key, missing = self._credential(anthropic and api_base == default_base.rstrip("/"))
+        return UpstreamTarget(
             model=model,
-            api_base=api_base.rstrip("/"),
-            api_key=api_key or "",
+            api_base=api_base,
+            api_key=api_key,
             timeout=self.timeout or settings.PROXY_UPSTREAM_TIMEOUT,
             connect_timeout=self.connect_timeout or settings.PROXY_UPSTREAM_CONNECT_TIMEOUT,
             route=self.pattern,
             missing_credential=missing,
         )
+
+    def _credential(self, default_anthropic: bool) -> tuple[str, str]:
+        """The key and, when it cannot be had, the variable's name.
+
+        ANTHROPIC_API_KEY goes, unnamed, only to PROXY_UPSTREAM_BASE_URL; a named variable
+        only when PROXY_ROUTE_CREDENTIALS still lists it (it may have changed since).
+        """
+        if not self.api_key_env:
+            return ((settings.ANTHROPIC_API_KEY or "") if default_anthropic else ""), ""
+        refused = credential_variable_error(self.api_key_env)
+        if refused:
+            logger.error("route %s: %s", self.pattern, refused)
+            return "", self.api_key_env
+        api_key = read_credential(self.api_key_env)
+        return api_key, "" if api_key else self.api_key_env
 
 
 DEFAULT_ROUTE = Route(id=0, pattern="*", litellm_model=PASS_THROUGH)
@@ -169,6 +245,11 @@ class RouteTable:
     routes: tuple[Route, ...]
     default_route: bool
     by_id: Mapping[int, Route] = field(default_factory=dict)
+    loaded_at: float = field(default_factory=time.monotonic)
+
+    def current(self, version: str) -> bool:
+        fresh = time.monotonic() - self.loaded_at < TABLE_MAX_AGE_SECONDS
+        return self.version == version and fresh
 
     def route_for(self, model: str) -> Route | None:
         found = next((route for route in self.routes if route.matches(model)), None)
@@ -176,7 +257,7 @@ class RouteTable:
             return DEFAULT_ROUTE
         return found
 
-    def targets(self, model: str) -> list[upstream.UpstreamTarget]:
+    def targets(self, model: str) -> list[UpstreamTarget]:
         """The targets for a requested model, primary first, then its fallbacks in order."""
         route = self.route_for(model)
         if route is None:
@@ -250,7 +331,7 @@ async def aroute_table(version: str) -> RouteTable:
     """The process's route table for this routes version, reloaded when the version moved."""
     global _current
     current = _current
-    if current is not None and current.version == version:
+    if current is not None and current.current(version):
         return current
     table = await sync_to_async(releasing_connections(load_route_table))(version)
     _current = table
@@ -264,5 +345,6 @@ def routes_changed() -> None:
     try:
         get_store().bump_routes_version()
     except MappingStoreUnavailable:
-        # Requests fail closed while Redis is away, and reload once it is back.
+        # Requests fail closed while Redis is away; other processes see the change within
+        # TABLE_MAX_AGE_SECONDS of Redis coming back (they reload their tables that often).
         logger.error("a model route changed but the routes version could not be bumped")

@@ -19,8 +19,8 @@ from patterns.services import (
     arules_snapshot,
     loaded_snapshot,
 )
-from patterns.store import MappingStoreUnavailable
-from proxy import upstream
+from patterns.store import MappingStoreUnavailable, Versions
+from proxy import catalog, upstream
 from proxy.audit import AuditEntry, write_audit_later
 from proxy.auth import KeyPrincipal
 from proxy.errors import (
@@ -38,7 +38,7 @@ from proxy.masking import (
     restore_response,
     unmaskable_leftovers,
 )
-from proxy.routes import aroute_table
+from proxy.routes import UpstreamTarget, aroute_table
 from proxy.stores import request_store
 from proxy.streaming import StreamRestorer, encode_sse
 
@@ -133,7 +133,7 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
     return masked
 
 
-async def upstream_targets(call: ProxyCall) -> list[upstream.UpstreamTarget]:
+async def upstream_targets(call: ProxyCall) -> list[UpstreamTarget]:
     """Where the requested model goes: its route's target, then the route's fallbacks."""
     table = await aroute_table(call.routes_version or "")
     return table.targets(call.body["model"])
@@ -144,12 +144,24 @@ async def admit(call: ProxyCall) -> None:
     limit (one Redis round trip, only when a limit is set)."""
     if call.store_unavailable:
         raise MaskingUnavailable()
-    limit = call.principal.rate_limit_per_minute
+    await _within_rate_limit(call.principal)
+
+
+async def available_models(principal: KeyPrincipal, versions: Versions | None) -> list[Any]:
+    """GET /v1/models: what may be requested (a request against the key's rate limit)."""
+    if versions is None:
+        raise MaskingUnavailable()  # Redis is away: this process serves nothing
+    await _within_rate_limit(principal)
+    return await catalog.available_models(await aroute_table(versions.routes))
+
+
+async def _within_rate_limit(principal: KeyPrincipal) -> None:
+    limit = principal.rate_limit_per_minute
     if limit is None:
         return
     now = time.time()
     try:
-        count = await request_store().count_request(call.principal.prefix, now=now)
+        count = await request_store().count_request(principal.prefix, now=now)
     except MappingStoreUnavailable:
         raise MaskingUnavailable() from None
     if count > limit:

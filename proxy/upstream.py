@@ -6,6 +6,7 @@ and Anthropic error type; nothing of LiteLLM leaks past this module.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import logging
@@ -19,11 +20,13 @@ from django.conf import settings
 
 from proxy.errors import (
     InvalidRequest,
+    ProviderNotConfigured,
     ProxyError,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from proxy.routes import NO_CREDENTIAL, UpstreamTarget
 from proxy.streaming import StreamFailure
 
 # LiteLLM reads these at import: no price-map download, no .env loading (settings set them
@@ -80,28 +83,6 @@ _STATUS_TYPES = {
 _TYPE_STATUSES = {error_type: status for status, error_type in _STATUS_TYPES.items()}
 
 
-@dataclass(frozen=True)
-class UpstreamTarget:
-    """One provider call's destination: a LiteLLM model, where it lives, and its key."""
-
-    model: str  # LiteLLM's provider/model
-    api_base: str  # "" for LiteLLM's default
-    api_key: str
-    timeout: float
-    connect_timeout: float
-    route: str = "*"  # the route's pattern, for logs
-    missing_credential: str = ""  # the variable named for the key, when it is not set
-
-    @property
-    def provider(self) -> str:
-        return self.model.partition("/")[0]
-
-    @property
-    def provider_model(self) -> str:
-        """The model name the provider itself knows."""
-        return self.model.partition("/")[2]
-
-
 def is_known_provider(name: str) -> bool:
     """Whether LiteLLM has a provider by this name (anthropic, openai, bedrock, ...)."""
     return name in _PROVIDERS
@@ -131,11 +112,6 @@ async def close_clients() -> None:
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The client headers the provider must see (API version and beta flags)."""
     return {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
-
-
-class ProviderNotConfigured(ProxyError):
-    status = 500
-    default_message = "The provider for this model is not configured on this server."
 
 
 async def create_message(
@@ -205,9 +181,13 @@ async def _send(
 
 
 def _location(target: UpstreamTarget) -> dict[str, Any]:
-    # Left out, LiteLLM uses the provider's default URL and its usual environment variable.
-    location = {"api_base": target.api_base, "api_key": target.api_key}
-    return {name: value for name, value in location.items() if value}
+    # Always a key: given none (or ""), LiteLLM would take the provider's usual environment
+    # variable (OPENAI_API_KEY, ...) and send it to the route's API base. Without an API base,
+    # LiteLLM uses the provider's default URL.
+    location: dict[str, Any] = {"api_key": target.api_key or NO_CREDENTIAL}
+    if target.api_base:
+        location["api_base"] = target.api_base
+    return location
 
 
 async def probe(target: UpstreamTarget, seconds: float) -> None:
@@ -235,7 +215,8 @@ async def count_tokens(
     if target.missing_credential:
         raise ProviderNotConfigured()
     if target.provider != "anthropic":
-        return {"input_tokens": _local_token_count(body, target)}
+        # Tokenizing a large request takes a while: not on the event loop.
+        return {"input_tokens": await asyncio.to_thread(_local_token_count, body, target)}
     request_headers = {
         "x-api-key": target.api_key,
         "anthropic-version": headers.get("anthropic-version") or ANTHROPIC_VERSION,
@@ -402,7 +383,7 @@ def _response_text(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     try:
         text = response.text if response is not None else ""
-    except Exception:  # noqa: BLE001 - a response never read (or closed) has no text to give
+    except httpx.StreamError:  # a response never read (or closed) has no text to give
         return ""
     return text if isinstance(text, str) else ""
 

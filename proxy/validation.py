@@ -13,6 +13,8 @@ from proxy.errors import InvalidRequest
 
 ROLES = frozenset({"user", "assistant", "system"})
 MAX_NESTING = 128
+# Model ids are short (Anthropic's are under 40 characters); a long one only costs matching.
+MAX_MODEL_LENGTH = 256
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
@@ -59,9 +61,12 @@ def _depth(value: Any) -> int:
 
 def validate_messages_request(body: dict[str, Any], *, count_tokens: bool = False) -> None:
     """Raise InvalidRequest naming the first field that is missing or of the wrong type."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: a non-empty string is required.")
     _require(
-        isinstance(body.get("model"), str) and body["model"].strip(),
-        "model: a non-empty string is required.",
+        len(model) <= MAX_MODEL_LENGTH and model.isprintable(),
+        f"model: at most {MAX_MODEL_LENGTH} printable characters.",
     )
     if not count_tokens:
         max_tokens = body.get("max_tokens")

@@ -19,10 +19,9 @@ from patterns.store import Versions
 from proxy import catalog, metrics, services
 from proxy.audit import write_audit_later
 from proxy.auth import ApiKeyAuthentication
-from proxy.errors import MaskingUnavailable, ProxyError, RequestTooLarge
+from proxy.errors import ProxyError, RequestTooLarge
 from proxy.health import health_report
 from proxy.keys import secret_matches
-from proxy.routes import aroute_table
 from proxy.validation import parse_json_body, validate_messages_request
 
 
@@ -83,10 +82,9 @@ class _ModelsView(APIView):
     permission_classes = (IsAuthenticated,)
 
     async def _models(self, request: Request) -> list[dict[str, Any]]:
-        versions = request.auth
-        if not isinstance(versions, Versions):
-            raise MaskingUnavailable()  # Redis is away: this process cannot serve anything
-        return await catalog.available_models(await aroute_table(versions.routes))
+        principal: Any = request.user  # a KeyPrincipal: IsAuthenticated has run
+        versions = request.auth if isinstance(request.auth, Versions) else None
+        return await services.available_models(principal, versions)
 
 
 class ModelsView(_ModelsView):

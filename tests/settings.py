@@ -34,3 +34,14 @@ else:
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": ("test_" + CACHES["default"]["KEY_PREFIX"].replace("-", "_"))[:63]
     }
+
+# The variables test routes may read provider keys from (each test sets the ones it uses).
+PROXY_ROUTE_CREDENTIALS = [
+    "ROUTES_TEST_KEY",
+    "ROUTES_UNSET_KEY",
+    "ROUTES_NEVER_SET",
+    "ROUTES_ADMIN_KEY",
+    "ROUTE_TEST_KEY",
+    "OPENAI_ROUTE_TEST_KEY",
+    "E2E_OPENAI_KEY",
+]

@@ -14,8 +14,9 @@ import httpx
 import pytest
 from django.test import override_settings
 
+from patterns.store import MappingStore
 from proxy.models import ModelRoute, RouteFallback
-from proxy.routes import routes_changed
+from proxy.routes import NO_CREDENTIAL, routes_changed
 from tests.fakes.anthropic_upstream import ECHO_PREFIX, MODEL_IDS, FakeAnthropic
 from tests.proxy.conftest import UPSTREAM_KEY, IssuedKey, wait_for_audit
 from tests.proxy.test_errors import assert_error
@@ -232,7 +233,8 @@ def test_the_model_list_shows_the_routes_then_what_the_default_route_reaches(
     make_route("gpt-*", "openai/{model}")  # a pattern: nothing to list by name
     # The SDK follows has_more / last_id through pages of two.
     assert listed(client, limit=2) == ["fast", *MODEL_IDS]
-    assert [r.path for r in upstream.requests] == ["/v1/models"] * 3  # once per page asked
+    # The provider is asked once; the pages after the first come from the process's copy.
+    assert [r.path for r in upstream.requests] == ["/v1/models"]
     assert upstream.requests[0].headers["x-api-key"] == UPSTREAM_KEY
     fast = client.models.retrieve("fast")
     assert (fast.display_name, fast.type) == ("Fast and cheap", "model")
@@ -263,4 +265,44 @@ def test_the_routes_are_still_listed_when_the_provider_does_not_answer(
 def test_the_model_list_needs_a_key(proxy_url: str, upstream: FakeAnthropic) -> None:
     response = httpx.get(f"{proxy_url}/v1/models", timeout=30)
     assert_error(response, 401, "authentication_error")
+    assert upstream.requests == []
+
+
+def test_a_route_to_another_address_never_gets_the_anthropic_key(
+    client: anthropic.Anthropic,
+    upstream: FakeAnthropic,
+    make_route: MakeRoute,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The same fake under another name: to the proxy, some other Anthropic-compatible host.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-environment")
+    make_route("elsewhere", "anthropic/fake-echo", api_base=f"http://localhost:{upstream.port}")
+    assert ask(client, "elsewhere").startswith(ECHO_PREFIX)
+    [request] = upstream.requests
+    assert request.headers["x-api-key"] == NO_CREDENTIAL
+
+
+def test_saving_a_route_moves_the_routes_version_every_process_reads(
+    make_route: MakeRoute, store: MappingStore
+) -> None:
+    before = store.routes_version()
+    route = make_route("fast", "anthropic/fake-echo")
+    after_create = store.routes_version()
+    route.enabled = False
+    route.save()
+    after_edit = store.routes_version()
+    route.delete()
+    assert len({before, after_create, after_edit, store.routes_version()}) == 4
+
+
+@pytest.mark.parametrize("model", ["claude-x\n", "claude-\x00x", "c" * 257])
+def test_a_model_name_that_is_no_name_is_refused_before_routing(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, model: str
+) -> None:
+    body = {"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(
+        f"{proxy_url}/v1/messages", json=body, headers={"x-api-key": api_key.key}, timeout=30
+    )
+    assert_error(response, 400, "invalid_request_error")
+    assert "model: at most 256 printable characters." in response.text
     assert upstream.requests == []

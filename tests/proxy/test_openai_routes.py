@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from proxy.models import ModelRoute, RouteFallback
-from proxy.routes import routes_changed
+from proxy.routes import NO_CREDENTIAL, routes_changed
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.fixtures import fake_openai  # noqa: F401  (a fixture)
 from tests.fakes.openai_upstream import (
@@ -355,3 +355,24 @@ def test_count_tokens_for_an_openai_route_is_estimated_here_and_sends_nothing(
     )
     assert 10 < counted.input_tokens < 200
     assert openai_fake.requests == [] and upstream.requests == []
+
+
+def test_a_route_without_a_credential_sends_none_of_the_environments_keys(
+    client: anthropic.Anthropic,
+    openai_fake: FakeOpenAI,
+    provider: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # LiteLLM would send these to the route's API base if the proxy gave it no key at all.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-from-the-environment")
+    monkeypatch.setenv("HOSTED_VLLM_API_KEY", "sk-vllm-from-the-environment")
+    ModelRoute.objects.create(
+        model_pattern="local",
+        litellm_model=f"{provider}/fake-echo",
+        api_base=f"{openai_fake.base_url}/v1",
+    )
+    message = client.messages.create(
+        model="local", max_tokens=100, messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert message.content[0].text == ECHO_PREFIX + PROMPT  # type: ignore[union-attr]
+    assert openai_fake.requests[0].headers["authorization"] == f"Bearer {NO_CREDENTIAL}"

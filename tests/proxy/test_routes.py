@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ import pytest
 from django.test import override_settings
 
 from proxy.catalog import model_page, route_entry
-from proxy.errors import InvalidRequest
+from proxy.errors import InvalidRequest, ModelNotRouted
 from proxy.routes import (
     PROXY_OWN_VARIABLES,
-    ModelNotRouted,
+    TABLE_MAX_AGE_SECONDS,
     Route,
     build_table,
+    glob_match,
     route_errors,
 )
 
@@ -31,7 +33,39 @@ def errors(**fields: str) -> dict[str, str]:
 def test_a_well_formed_route_has_no_errors() -> None:
     assert errors() == {}
     assert errors(model_pattern="gpt-4o", litellm_model="openai/gpt-4o-mini") == {}
-    assert errors(api_key_env="OPENAI_API_KEY") == {}
+    assert errors(api_key_env="ROUTES_TEST_KEY") == {}  # listed in PROXY_ROUTE_CREDENTIALS
+
+
+def test_a_route_reads_only_the_variables_the_operator_lists() -> None:
+    error = errors(api_key_env="AWS_SECRET_ACCESS_KEY")["api_key_env"]
+    assert "PROXY_ROUTE_CREDENTIALS" in error and "AWS_SECRET_ACCESS_KEY is not one" in error
+    with override_settings(PROXY_ROUTE_CREDENTIALS=["OPENAI_API_KEY"]):
+        assert errors(api_key_env="OPENAI_API_KEY") == {}
+        # Listing one of the proxy's own secrets does not make it a provider key.
+        with override_settings(PROXY_ROUTE_CREDENTIALS=["SECRET_KEY"]):
+            assert "own secrets" in errors(api_key_env="SECRET_KEY")["api_key_env"]
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "ftp://llm.example/v1",
+        "http:///v1",
+        "http://user:pw@llm.example/v1",
+        "http://llm.example/v1?key=x",
+        "http://llm.example:port/v1",
+        "llm.example/v1",
+    ],
+)
+def test_an_api_base_is_an_http_url_without_credentials(api_base: str) -> None:
+    assert "api_base" in errors(api_base=api_base)
+
+
+@pytest.mark.parametrize(
+    "api_base", ["http://ollama:11434/v1", "https://api.openai.com/v1", "http://10.0.0.5:8000"]
+)
+def test_an_api_base_may_be_a_bare_service_name(api_base: str) -> None:
+    assert errors(api_base=api_base) == {}
 
 
 @pytest.mark.parametrize("pattern", ["", " claude", "claude 3", "a" * 201, "claude?", "x{y}"])
@@ -202,3 +236,53 @@ def test_a_route_is_listed_with_its_display_name_and_creation_date() -> None:
         "display_name": "Fast",
         "created_at": "2026-11-01T12:30:00Z",
     }
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("claude-*", "claude-x\n", True),  # a star stands for newlines too: no way around it
+        ("*", "", True),
+        ("a*b*c", "abc", True),
+        ("a*b*c", "a-c-b", False),
+        ("a*a", "a", False),
+        ("gpt-*-*-mini", "gpt-" + "-" * 50_000, False),  # linear, however long the name
+        ("gpt-*-*-mini", "gpt-4-o-mini", True),
+    ],
+)
+def test_glob_matching(pattern: str, name: str, matches: bool) -> None:
+    assert glob_match(pattern, name) is matches
+
+
+@override_settings(
+    PROXY_UPSTREAM_BASE_URL="https://anthropic.example", ANTHROPIC_API_KEY="sk-ant-default"
+)
+def test_the_anthropic_key_goes_only_to_the_configured_anthropic_url() -> None:
+    table = build_table(
+        "v1",
+        [
+            route(1, "same", "anthropic/x", api_base="https://anthropic.example/"),
+            route(2, "other", "anthropic/x", api_base="https://compatible.example"),
+        ],
+        default_route=False,
+    )
+    assert table.targets("same")[0].api_key == "sk-ant-default"
+    [other] = table.targets("other")
+    assert (other.api_key, other.missing_credential) == ("", "")  # sent as NO_CREDENTIAL
+
+
+def test_a_variable_no_longer_listed_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTE_TEST_KEY", "sk-listed-once")
+    table = build_table(
+        "v1", [route(1, "gpt", "openai/gpt", api_key_env="ROUTE_TEST_KEY")], default_route=False
+    )
+    with override_settings(PROXY_ROUTE_CREDENTIALS=[]):
+        [target] = table.targets("gpt")
+    assert (target.api_key, target.missing_credential) == ("", "ROUTE_TEST_KEY")
+
+
+def test_a_table_is_reloaded_after_its_maximum_age_even_without_a_new_version() -> None:
+    table = build_table("v1", [], default_route=True)
+    assert table.current("v1") and not table.current("v2")
+    aged = replace(table, loaded_at=table.loaded_at - TABLE_MAX_AGE_SECONDS)
+    assert not aged.current("v1")

@@ -74,8 +74,12 @@ def test_an_unset_credential_variable_is_flagged(admin_client: Client) -> None:
     ModelRoute.objects.create(
         model_pattern="gpt-4o", litellm_model="openai/gpt-4o", api_key_env="ROUTES_NEVER_SET"
     )
+    ModelRoute.objects.create(
+        model_pattern="gpt-5", litellm_model="openai/gpt-5", api_key_env="OPENAI_API_KEY"
+    )
     listing = admin_client.get(reverse("admin:proxy_modelroute_changelist")).content.decode()
     assert "ROUTES_NEVER_SET: NOT SET" in listing
+    assert "OPENAI_API_KEY: not in PROXY_ROUTE_CREDENTIALS" in listing
 
 
 @pytest.mark.parametrize(
