@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
@@ -21,6 +22,8 @@ class ProxyError(Exception):
     status = 500
     error_type = "api_error"
     default_message = "Internal server error."
+    # The LiteLLM model whose call failed, when a provider call did (for the audit).
+    upstream_model = ""
 
     def __init__(
         self,
@@ -140,21 +143,31 @@ def as_proxy_error(exc: Exception) -> ProxyError:
     return ProxyError()
 
 
+# Statuses Anthropic uses that HTTP does not name (Django's request log would otherwise say
+# "Unknown Status Code").
+REASON_PHRASES = {529: "Overloaded"}
+
+
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: render any exception in Anthropic's error shape."""
     error = as_proxy_error(exc)
     response = Response(_body(error), status=error.status)
-    for name, value in error.headers.items():
-        response[name] = value
+    _finish(response, error)
     return response
 
 
 def json_error(error: ProxyError) -> JsonResponse:
     """The same shape outside DRF (Django's 404 and 500 handlers)."""
     response = JsonResponse(_body(error), status=error.status)
+    _finish(response, error)
+    return response
+
+
+def _finish(response: HttpResponseBase, error: ProxyError) -> None:
     for name, value in error.headers.items():
         response[name] = value
-    return response
+    if error.status in REASON_PHRASES:
+        response.reason_phrase = REASON_PHRASES[error.status]
 
 
 def _body(error: ProxyError) -> dict[str, Any]:

@@ -54,6 +54,16 @@ class DayCounts:
 
 
 @dataclass(frozen=True)
+class ModelUsage:
+    """Requests per model the client asked for and the provider model that served it."""
+
+    model: str
+    upstream_model: str
+    requests: int
+    errors: int
+
+
+@dataclass(frozen=True)
 class KeyUsage:
     key_id: int | None
     prefix: str
@@ -206,6 +216,25 @@ def usage_by_key(*, start: date, end: date, key_id: int | None = None) -> list[K
     ]
 
 
+def usage_by_model(*, start: date, end: date, key_id: int | None = None) -> list[ModelUsage]:
+    """Per requested model and the provider model that answered (model routes), busiest first."""
+    rows = (
+        _records(start=start, end=end, key_id=key_id)
+        .values("model", "upstream_model")
+        .annotate(requests=Count("id"), errors=Count("id", filter=_ERROR))
+        .order_by("-requests", "model", "upstream_model")
+    )
+    return [
+        ModelUsage(
+            model=row["model"],
+            upstream_model=row["upstream_model"],
+            requests=row["requests"],
+            errors=row["errors"],
+        )
+        for row in rows
+    ]
+
+
 def _percentiles(values: list[int]) -> Percentiles:
     """Nearest-rank percentiles: always a latency that was actually observed."""
     if not values:
@@ -286,6 +315,7 @@ class DashboardOverview:
     by_pattern: list[tuple[str, int]]
     by_category: list[tuple[str, int]]
     by_key: list[KeyUsage]
+    by_model: list[ModelUsage]
     latency: LatencySummary
     errors: list[ErrorCount]
     namespaces: list[NamespaceCounts]
@@ -300,6 +330,7 @@ def dashboard_overview(*, start: date, end: date, key_id: int | None = None) -> 
         by_pattern=by_pattern,
         by_category=masked_by_category(pattern_counts=by_pattern),
         by_key=usage_by_key(start=start, end=end, key_id=key_id),
+        by_model=usage_by_model(start=start, end=end, key_id=key_id),
         latency=latency_percentiles(start=start, end=end, key_id=key_id),
         errors=error_breakdown(start=start, end=end, key_id=key_id),
         namespaces=live_mapping_counts(key_id=key_id),

@@ -85,6 +85,7 @@ class ProxyCall:
     upstream_model: str = ""
 
     def failed(self, error: ProxyError) -> AuditEntry:
+        self.upstream_model = self.upstream_model or error.upstream_model
         return self.audit(
             status=error.status,
             error_type=error.error_type,

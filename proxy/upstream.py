@@ -127,6 +127,7 @@ async def create_message(
         try:
             return target, await _send(target, body, headers)
         except ProxyError as error:
+            error.upstream_model = target.model
             if position + 1 == len(targets) or not falls_back(error):
                 raise
             logger.warning(

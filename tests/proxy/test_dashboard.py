@@ -194,6 +194,35 @@ def test_counts_per_pattern_equal_the_sums_over_the_range(
     assert errors == {"rate_limit_error": 1, "api_error": 1}
 
 
+def test_requests_per_model_show_which_provider_model_served_them(
+    staff_client: Client, keys: dict[str, ApiKey]
+) -> None:
+    served = [
+        ("fast", "anthropic/claude-haiku-4-5", 200),
+        ("fast", "anthropic/claude-haiku-4-5", 529),
+        ("main", "openai/gpt-4o", 200),  # main's route fell back to gpt-4o
+        ("main", "", 404),  # no route: never sent
+    ]
+    for model, upstream_model, status in served:
+        AuditRecord.objects.create(
+            api_key=keys["a"],
+            key_prefix=keys["a"].prefix,
+            endpoint="messages",
+            model=model,
+            upstream_model=upstream_model,
+            status=status,
+        )
+    page = page_of(staff_client)
+    requests = table_counts(page, "usage-by-model", "data-upstream-model")
+    assert requests == {"anthropic/claude-haiku-4-5": 2, "openai/gpt-4o": 1, "": 1}
+    rows = selectors.usage_by_model(start=timezone.localdate(), end=timezone.localdate())
+    assert [(r.model, r.upstream_model, r.requests, r.errors) for r in rows] == [
+        ("fast", "anthropic/claude-haiku-4-5", 2, 1),
+        ("main", "", 1, 1),
+        ("main", "openai/gpt-4o", 1, 0),
+    ]
+
+
 def test_categories_come_from_the_pattern_table(
     staff_client: Client, audit_rows: list[Row]
 ) -> None:

@@ -220,6 +220,16 @@ def test_upstream_errors_keep_their_status_and_type(
     assert (record.status, record.error_type) == (status, error_type)
 
 
+def test_a_529_is_logged_as_overloaded_not_unknown(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = post(proxy_url, api_key.key, {**VALID, "model": "fake-error-529"})
+    assert response.status_code == 529
+    # (ASGI carries no reason phrase: what the client reads is uvicorn's, empty for 529.)
+    assert "Overloaded: /v1/messages" in caplog.text
+    assert "Unknown Status Code" not in caplog.text
+
+
 def test_error_after_the_stream_started_arrives_as_an_sse_error_event(
     client: anthropic.Anthropic, upstream: FakeAnthropic
 ) -> None:

@@ -168,6 +168,8 @@ def test_when_every_route_fails_the_last_error_is_returned(
         ask(client, "main")
     assert raised.value.status_code == 500
     assert sent_models(upstream) == ["fake-error-529", "fake-error-500"]
+    [record] = wait_for_audit(1)
+    assert (record.status, record.upstream_model) == (500, "anthropic/fake-error-500")
 
 
 def test_a_route_without_its_credential_and_no_fallback_is_a_clear_500(
