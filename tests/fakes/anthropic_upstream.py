@@ -47,6 +47,7 @@ from tests.fakes.server import (
     Receive,
     RecordedRequest,  # tests import it from here too
     Reply,
+    error_status,
     pause_unless_disconnected,
     seeded_random,
     socket_writes,
@@ -148,7 +149,7 @@ async def _send_error(reply: Reply, status: int, error_type: str, message: str) 
 
 async def _messages(body: Json, raw: bytes, receive: Receive, reply: Reply) -> None:
     model = str(body.get("model", ""))
-    status = _error_status(model)
+    status = error_status(model, ERRORS)
     if status is not None:
         await _send_error(reply, status, *ERRORS[status])
         return
@@ -169,13 +170,6 @@ async def _messages(body: Json, raw: bytes, receive: Receive, reply: Reply) -> N
         # Otherwise, returning before the last body message makes uvicorn drop the connection.
     else:
         await reply.send_json(200, message)
-
-
-def _error_status(model: str) -> int | None:
-    prefix, _, code = model.rpartition("-")
-    if prefix == "fake-error" and code.isdigit() and int(code) in ERRORS:
-        return int(code)
-    return None
 
 
 def _message(model: str, body: Json, rng: random.Random) -> Json:

@@ -44,6 +44,7 @@ from tests.fakes.server import (
     Receive,
     RecordedRequest,
     Reply,
+    error_status,
     seeded_random,
     socket_writes,
     text_pieces,
@@ -126,7 +127,7 @@ def _model_list() -> Json:
 
 async def _completions(body: Json, raw: bytes, reply: Reply) -> None:
     model = str(body.get("model", ""))
-    status = _error_status(model)
+    status = error_status(model, ERRORS)
     if status is not None:
         error_type, code, message = ERRORS[status]
         await _send_error(reply, status, error_type, code, message)
@@ -145,13 +146,6 @@ async def _completions(body: Json, raw: bytes, reply: Reply) -> None:
         await reply.write(data[: len(data) // 2], more=True)
     else:
         await reply.send_json(200, completion)
-
-
-def _error_status(model: str) -> int | None:
-    prefix, _, code = model.rpartition("-")
-    if prefix == "fake-error" and code.isdigit() and int(code) in ERRORS:
-        return int(code)
-    return None
 
 
 def _completion(model: str, body: Json, rng: random.Random) -> Json:

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -279,6 +279,14 @@ async def pause_unless_disconnected(receive: Receive, seconds: float) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+def error_status(model: str, statuses: Collection[int]) -> int | None:
+    """The status a ``fake-error-<status>`` model asks for, when the fake knows it."""
+    prefix, _, code = model.rpartition("-")
+    if prefix == "fake-error" and code.isdigit() and int(code) in statuses:
+        return int(code)
+    return None
 
 
 def seeded_random(body: bytes) -> random.Random:

@@ -1,4 +1,5 @@
-"""Model routes in the admin: validated, credentials named never shown, fallbacks inline."""
+"""Model routes in the admin and from the command line: validated, credentials named never
+shown, fallbacks in order. (admin_client is pytest-django's: a logged-in superuser.)"""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import io
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 from django.urls import reverse
@@ -16,13 +16,6 @@ from proxy.models import ModelRoute, RouteFallback
 pytestmark = pytest.mark.django_db
 
 CREDENTIAL = "sk-route-credential-never-shown"
-
-
-@pytest.fixture
-def admin_client() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("admin", "admin@invalid", "pw"))
-    return client
 
 
 def route_form(**fields: Any) -> dict[str, Any]:
