@@ -51,7 +51,9 @@ def audit_record(entry: AuditEntry) -> AuditRecord:
         key_prefix=entry.principal.prefix,
         key_name=entry.principal.name,
         namespace=entry.principal.namespace,
-        request_id=entry.request_id,
+        # Never None by its type, yet once None at run time (not reproduced): the row is
+        # worth more than its id, which the column allows to be empty.
+        request_id=entry.request_id or "",
         endpoint=entry.endpoint,
         model=entry.model,
         stream=entry.stream,
