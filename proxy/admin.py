@@ -17,7 +17,7 @@ from django.utils.functional import cached_property
 from proxy.auth import keys_changed
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord, ModelRoute, RouteFallback
-from proxy.routes import ANTHROPIC_PREFIX, credential_variable_error, read_credential
+from proxy.routes import credential_variable_error, route_from_row
 
 
 @admin.action(description="Revoke selected keys")
@@ -129,19 +129,15 @@ class ModelRouteAdmin(admin.ModelAdmin):
         return super().get_queryset(request).prefetch_related("fallback_links__fallback")
 
     @admin.display(description="credential")
-    def credential(self, route: ModelRoute) -> str:
+    def credential(self, row: ModelRoute) -> str:
         """Whether this process can read the route's key: never the key itself."""
-        if route.api_key_env:
-            if credential_variable_error(route.api_key_env):
-                return f"{route.api_key_env}: not in PROXY_ROUTE_CREDENTIALS"
-            state = "set" if read_credential(route.api_key_env) else "NOT SET"
-            return f"{route.api_key_env}: {state}"
-        default_base = settings.PROXY_UPSTREAM_BASE_URL.rstrip("/")
-        if route.litellm_model.startswith(ANTHROPIC_PREFIX) and (
-            route.api_base.rstrip("/") in ("", default_base)
-        ):
-            return "ANTHROPIC_API_KEY: " + ("set" if settings.ANTHROPIC_API_KEY else "NOT SET")
-        return "none"
+        route = route_from_row(row)
+        name = route.credential_variable()
+        if not name:
+            return "none"
+        if route.api_key_env and credential_variable_error(name):
+            return f"{name}: not in PROXY_ROUTE_CREDENTIALS"
+        return f"{name}: " + ("set" if route.target("").api_key else "NOT SET")
 
     @admin.display(description="fallbacks")
     def fallback_list(self, route: ModelRoute) -> str:

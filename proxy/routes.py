@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
@@ -26,6 +28,9 @@ from config.env import env_secret
 from patterns.store import MappingStoreUnavailable, get_store
 from proxy.errors import ModelNotRouted, RoutesUnavailable
 
+if TYPE_CHECKING:
+    from proxy.models import ModelRoute
+
 logger = logging.getLogger(__name__)
 
 ANTHROPIC_PREFIX = "anthropic/"
@@ -34,6 +39,7 @@ PASS_THROUGH = ANTHROPIC_PREFIX + MODEL_SLOT
 # The key sent by a route without a credential: any key at all, so that LiteLLM does not fall
 # back to the provider's usual environment variable and send that to the route's API base.
 NO_CREDENTIAL = "none"
+DEFAULT_CREDENTIAL = "ANTHROPIC_API_KEY"
 # Each process reloads its table at least this often, even when the routes version did not
 # move (a change made while Redis was away).
 TABLE_MAX_AGE_SECONDS = 60.0
@@ -191,16 +197,26 @@ class Route:
     def matches(self, model: str) -> bool:
         return glob_match(self.pattern, model)
 
+    def credential_variable(self) -> str:
+        """The variable this route's key comes from ("" for none).
+
+        ANTHROPIC_API_KEY goes, unnamed, only to an anthropic/ model at PROXY_UPSTREAM_BASE_URL.
+        """
+        if self.api_key_env:
+            return self.api_key_env
+        default_base = settings.PROXY_UPSTREAM_BASE_URL.rstrip("/")
+        anthropic = self.litellm_model.startswith(ANTHROPIC_PREFIX)
+        return DEFAULT_CREDENTIAL if anthropic and self._base() in ("", default_base) else ""
+
     def target(self, requested: str) -> UpstreamTarget:
         """Where this route sends a request for `requested`, with its credential read now."""
         model = self.litellm_model.replace(MODEL_SLOT, requested)
         anthropic = model.startswith(ANTHROPIC_PREFIX)
         default_base = settings.PROXY_UPSTREAM_BASE_URL if anthropic else ""
-        api_base = (self.api_base or default_base).rstrip("/")
-        api_key, missing = self._credential(anthropic and api_base == default_base.rstrip("/"))
+        api_key, missing = self._credential()
         return UpstreamTarget(
             model=model,
-            api_base=api_base,
+            api_base=(self._base() or default_base).rstrip("/"),
             api_key=api_key,
             timeout=self.timeout or settings.PROXY_UPSTREAM_TIMEOUT,
             connect_timeout=self.connect_timeout or settings.PROXY_UPSTREAM_CONNECT_TIMEOUT,
@@ -208,20 +224,23 @@ class Route:
             missing_credential=missing,
         )
 
-    def _credential(self, default_anthropic: bool) -> tuple[str, str]:
-        """The key and, when it cannot be had, the variable's name.
+    def _base(self) -> str:
+        return self.api_base.rstrip("/")
 
-        ANTHROPIC_API_KEY goes, unnamed, only to PROXY_UPSTREAM_BASE_URL; a named variable
-        only when PROXY_ROUTE_CREDENTIALS still lists it (it may have changed since).
-        """
-        if not self.api_key_env:
-            return ((settings.ANTHROPIC_API_KEY or "") if default_anthropic else ""), ""
-        refused = credential_variable_error(self.api_key_env)
+    def _credential(self) -> tuple[str, str]:
+        """The key and, when it cannot be had, the variable's name (a named variable only
+        while PROXY_ROUTE_CREDENTIALS still lists it: it may have changed since)."""
+        name = self.credential_variable()
+        if name == DEFAULT_CREDENTIAL and not self.api_key_env:
+            return settings.ANTHROPIC_API_KEY or "", ""
+        if not name:
+            return "", ""
+        refused = credential_variable_error(name)
         if refused:
             logger.error("route %s: %s", self.pattern, refused)
-            return "", self.api_key_env
-        api_key = read_credential(self.api_key_env)
-        return api_key, "" if api_key else self.api_key_env
+            return "", name
+        api_key = read_credential(name)
+        return api_key, "" if api_key else name
 
 
 DEFAULT_ROUTE = Route(id=0, pattern="*", litellm_model=PASS_THROUGH)
@@ -244,8 +263,11 @@ class RouteTable:
     version: str
     routes: tuple[Route, ...]
     default_route: bool
-    by_id: Mapping[int, Route] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.monotonic)
+
+    @cached_property
+    def by_id(self) -> Mapping[int, Route]:
+        return {route.id: route for route in self.routes}
 
     def current(self, version: str) -> bool:
         fresh = time.monotonic() - self.loaded_at < TABLE_MAX_AGE_SECONDS
@@ -267,13 +289,7 @@ class RouteTable:
 
     def listed_routes(self) -> list[Route]:
         """Routes a client may name exactly: the enabled routes without a *."""
-        seen: set[str] = set()
-        listed: list[Route] = []
-        for route in self.routes:
-            if route.is_exact and route.pattern not in seen:
-                seen.add(route.pattern)
-                listed.append(route)
-        return listed
+        return [route for route in self.routes if route.is_exact]
 
     def anthropic_patterns(self) -> list[Route]:
         """Pattern routes that pass the requested name on to Anthropic (anthropic/{model})."""
@@ -286,13 +302,7 @@ class RouteTable:
 
 
 def build_table(version: str, rows: Iterable[Route], *, default_route: bool) -> RouteTable:
-    routes = tuple(rows)
-    return RouteTable(
-        version=version,
-        routes=routes,
-        default_route=default_route,
-        by_id={route.id: route for route in routes},
-    )
+    return RouteTable(version=version, routes=tuple(rows), default_route=default_route)
 
 
 def load_route_table(version: str = "") -> RouteTable:
@@ -305,23 +315,25 @@ def load_route_table(version: str = "") -> RouteTable:
         logger.error("model routes could not be read: %s", type(exc).__name__)
         raise RoutesUnavailable() from None
     rows.sort(key=lambda row: (row.order, "*" in row.model_pattern, row.id))
-    routes = [
-        Route(
-            id=row.id,
-            pattern=row.model_pattern,
-            litellm_model=row.litellm_model,
-            api_base=row.api_base,
-            api_key_env=row.api_key_env,
-            timeout=row.timeout_seconds,
-            connect_timeout=row.connect_timeout_seconds,
-            display_name=row.display_name,
-            fallback_ids=tuple(link.fallback_id for link in row.fallback_links.all()),
-            created_at=row.created_at,
-        )
-        for row in rows
-    ]
+    routes = [route_from_row(row) for row in rows]
     logger.info("model routes loaded: version=%s routes=%d", version or "initial", len(routes))
     return build_table(version, routes, default_route=settings.PROXY_DEFAULT_ROUTE)
+
+
+def route_from_row(row: ModelRoute) -> Route:
+    """The route a ModelRoute row describes (its fallback links prefetched, ideally)."""
+    return Route(
+        id=row.id,
+        pattern=row.model_pattern,
+        litellm_model=row.litellm_model,
+        api_base=row.api_base,
+        api_key_env=row.api_key_env,
+        timeout=row.timeout_seconds,
+        connect_timeout=row.connect_timeout_seconds,
+        display_name=row.display_name,
+        fallback_ids=tuple(link.fallback_id for link in row.fallback_links.all()),
+        created_at=row.created_at,
+    )
 
 
 _current: RouteTable | None = None

@@ -156,13 +156,7 @@ def falls_back(error: ProxyError) -> bool:
 async def _send(
     target: UpstreamTarget, body: Mapping[str, Any], headers: Mapping[str, str]
 ) -> dict[str, Any] | AsyncIterator[bytes]:
-    if target.missing_credential:
-        logger.error(
-            "route %s: the credential variable %s is not set",
-            target.route,
-            target.missing_credential,
-        )
-        raise ProviderNotConfigured()
+    _require_credential(target)
     fields = {name: value for name, value in body.items() if name != "model"}
     try:
         result: Any = await litellm.anthropic.messages.acreate(
@@ -179,6 +173,16 @@ async def _send(
         raise translate_error(exc) from None
     # A plain dict (non-streaming) or an async iterator of raw SSE bytes.
     return result  # type: ignore[no-any-return]
+
+
+def _require_credential(target: UpstreamTarget) -> None:
+    if target.missing_credential:
+        logger.error(
+            "route %s: the credential variable %s cannot be read",
+            target.route,
+            target.missing_credential,
+        )
+        raise ProviderNotConfigured()
 
 
 def _location(target: UpstreamTarget) -> dict[str, Any]:
@@ -213,8 +217,7 @@ async def count_tokens(
     body: Mapping[str, Any], headers: Mapping[str, str], target: UpstreamTarget
 ) -> dict[str, Any]:
     """Count a (masked) request's input tokens with an Anthropic provider's own endpoint."""
-    if target.missing_credential:
-        raise ProviderNotConfigured()
+    _require_credential(target)
     if target.provider != "anthropic":
         # Tokenizing a large request takes a while: not on the event loop.
         return {"input_tokens": await asyncio.to_thread(_local_token_count, body, target)}
