@@ -78,6 +78,9 @@ $(DEV_SECRET_KEY_FILE):
 	@echo "make: generated a development SECRET_KEY in $@"
 
 # Plain HTTP here, so cookies are not marked Secure unless SECURE_COOKIES says otherwise.
+# Both run and serve use uvicorn's httptools protocol with this project's bounds on requests
+# and clients (config/http.py, the HTTP_* settings); without --http there are none. --ws none:
+# no WebSocket protocol is loaded, and no connection leaves those bounds.
 run: $(STAMP) $(SECRET_DEPS)
 	@REDIS_URL="$$(scripts/ensure-redis)"; export REDIS_URL; \
 	export SECURE_COOKIES="$${SECURE_COOKIES:-false}"; \
@@ -85,7 +88,8 @@ run: $(STAMP) $(SECRET_DEPS)
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0; \
 	echo "Admin: http://$(HOST):$(PORT)/admin/"; \
 	echo "Create an admin user: $(CREATESUPERUSER)"; \
-	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan on
+	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan on \
+	  --http config.http:BoundedHttpProtocol --ws none --no-access-log
 
 # Production: the caller's environment as it is (no generated secret, no private Redis; it
 # checks the migrations but does not apply them: run `manage.py migrate` once per release).
@@ -107,6 +111,7 @@ serve: $(STAMP)
 	esac; \
 	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) \
 	  --workers "$${WORKERS:-$$(nproc)}" --lifespan on "$$proxy_headers" --no-access-log \
+	  --http config.http:BoundedHttpProtocol --ws none \
 	  --timeout-graceful-shutdown "$${SHUTDOWN_GRACE_SECONDS:-30}"
 
 # pytest runs twice: on SQLite, then on the PostgreSQL scripts/ensure-postgres finds

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from bench import (
     engine_bench,
+    fairness_bench,
+    learned_bench,
     memory_bench,
     proxy_bench,
     redis_bench,
@@ -32,13 +34,19 @@ def _engine(options: RunOptions, report: Report, harness: Harness) -> None:
     engine_bench.run(options, report)  # pure: needs no server
 
 
+def _learned(options: RunOptions, report: Report, harness: Harness) -> None:
+    learned_bench.run(options, report)  # pure: needs no server
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "engine": _engine,
+    "learned": _learned,
     "redis": redis_bench.run,
     "proxy": proxy_bench.run,
     "stream": stream_bench.run,
     "memory": memory_bench.run,
     "spec": spec_bench.run,
+    "fairness": fairness_bench.run,
 }
 
 

@@ -1,7 +1,7 @@
 """The processes behind the end-to-end benchmarks, started on 127.0.0.1 and stopped at the end.
 
 A private redis-server on a free port (never the shared one), a temporary SQLite database
-migrated with manage.py and one API key, the fake upstream (bench/fake_upstream.py) and the
+migrated with manage.py and its API keys, the fake upstream (bench/fake_upstream.py) and the
 proxy as real `uvicorn config.asgi:application` processes with 1 or 2 workers, and a
 direct LiteLLM client (bench/direct_client.py). Each starts on first use and is shared by
 the benchmarks of one run; everything lives in one temporary directory.
@@ -192,7 +192,10 @@ class Harness:
         self._stack = ExitStack()
         self._tmp: Path | None = None
         self._redis: PrivateRedis | None = None
-        self._upstream: str | None = None
+        self._upstreams: dict[str, str] = {}
+        # Settings a benchmark adds to the proxy's environment (before it starts the proxy).
+        self.extra_env: dict[str, str] = {}
+        self._migrated = False
         self._api_key: str | None = None
         self._proxies: dict[int, Proxy] = {}
         self._direct: DirectClient | None = None
@@ -254,10 +257,12 @@ class Harness:
 
     # --- the fake upstream -----------------------------------------------------------------
 
-    def upstream_url(self) -> str:
-        if self._upstream is None:
+    def upstream_url(self, name: str = "main") -> str:
+        """A fake upstream process; each name its own (a benchmark's tenants need not queue
+        behind one another at a provider that, in reality, is not one process)."""
+        if name not in self._upstreams:
             port = free_port()
-            log = self.tmp / "upstream.log"
+            log = self.tmp / f"upstream-{name}.log"
             process = _spawn(
                 [PYTHON, "-m", "uvicorn", "bench.fake_upstream:app", *_uvicorn_flags(port)],
                 log,
@@ -265,11 +270,11 @@ class Harness:
             )
             self._stack.callback(_stop, process)
             url = f"http://{HOST}:{port}"
-            _wait_until(lambda: _answers(url), process, "the fake upstream", log)
-            self._upstream = url
-        return self._upstream
+            _wait_until(lambda: _answers(url), process, f"the fake upstream {name}", log)
+            self._upstreams[name] = url
+        return self._upstreams[name]
 
-    # --- the database and an API key -------------------------------------------------------
+    # --- the database and the API keys ----------------------------------------------------
 
     def proxy_env(self) -> dict[str, str]:
         """The environment of manage.py and the proxy: every resource private to this run."""
@@ -278,7 +283,7 @@ class Harness:
             env.pop(name, None)
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
-            DATABASE_URL=f"sqlite:///{self.tmp / 'bench.sqlite3'}",
+            DATABASE_URL=f"sqlite:///{self.database}",
             REDIS_URL=self.redis().url,
             REDIS_KEY_PREFIX=REDIS_KEY_PREFIX,
             PROXY_UPSTREAM_BASE_URL=self.upstream_url(),
@@ -289,24 +294,43 @@ class Harness:
             LOG_LEVEL="WARNING",
             LITELLM_LOG_LEVEL="WARNING",
         )
+        env.update(self.extra_env)
         return env
+
+    @property
+    def database(self) -> Path:
+        """The proxy's SQLite database (audit records included)."""
+        return self.tmp / "bench.sqlite3"
 
     def api_key(self) -> str:
         """A proxy key in namespace NAMESPACE, on a freshly migrated database."""
         if self._api_key is None:
-            env = self.proxy_env()
-            manage = [PYTHON, "manage.py"]
-            self._run([*manage, "migrate", "--noinput"], env)
-            output = self._run([*manage, "create_api_key", "bench", "--namespace", NAMESPACE], env)
-            self._api_key = output.strip().splitlines()[-1]
+            # The load benchmarks send far more than a key's default share.
+            self._api_key = self.create_api_key("bench", NAMESPACE, unlimited=True)
         return self._api_key
 
-    def _run(self, args: list[str], env: Mapping[str, str]) -> str:
+    def create_api_key(self, name: str, namespace: str, *, unlimited: bool) -> str:
+        """A new proxy key: with no limits at all, or with the server's default ones."""
+        if not self._migrated:
+            self.manage("migrate", "--noinput")
+            self._migrated = True
+        create = ["create_api_key", name, "--namespace", namespace]
+        if unlimited:
+            create += ["--rate-limit", "0", "--max-streams", "0"]
+        return self.manage(*create).strip().splitlines()[-1]
+
+    def manage(self, *args: str) -> str:
+        """What `manage.py <args>` prints, run with the proxy's environment."""
         done = subprocess.run(  # noqa: S603 - our own manage.py commands
-            args, cwd=ROOT, env=dict(env), capture_output=True, text=True, check=False
+            [PYTHON, "manage.py", *args],
+            cwd=ROOT,
+            env=self.proxy_env(),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[1:])} failed:\n{done.stderr[-2000:]}")
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
         return done.stdout
 
     # --- the proxy -------------------------------------------------------------------------
@@ -331,6 +355,7 @@ class Harness:
         port = free_port()
         log = self.tmp / f"proxy-{port}.log"
         flags = _uvicorn_flags(port, log_level="info", lifespan="on")
+        flags += ["--http", "config.http:BoundedHttpProtocol", "--ws", "none"]  # as make serve
         if workers > 1:
             flags += ["--workers", str(workers)]
         process = _spawn(

@@ -1,6 +1,7 @@
 """ASGI entry point: `uvicorn config.asgi:application`."""
 
 import os
+import sys
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -24,3 +25,10 @@ async def application(scope: dict[str, Any], receive: Receive, send: Send) -> No
 
 # Pay for LiteLLM's imports at start-up rather than on the first request and first stream.
 warm_up()
+
+# Large requests are parsed and masked on a worker thread. Whenever the event loop wants the
+# GIL back from it, it waits up to the switch interval (5 ms by default), and a small request
+# needs the loop dozens of times: 1 ms keeps other tenants' requests fast meanwhile
+# (bench/fairness_bench.py measures it).
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
+sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)

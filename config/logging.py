@@ -1,4 +1,5 @@
-"""Log formatting: the request id on every record, and JSON lines for production."""
+"""Log formatting: the request id on every record, no client-chosen path, and JSON lines for
+production."""
 
 from __future__ import annotations
 
@@ -17,6 +18,41 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
+
+
+class SafePathFilter(logging.Filter):
+    """Shows the route, never the path, in Django's request lines ("Not Found: %s"), and no
+    Host header in its DisallowedHost lines: both are text the client chose, which may hold a
+    value the proxy exists to keep out of sight ("/v1/models/AKIA...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "django.security.DisallowedHost":
+            # Its traceback ends in the exception's message, which quotes the header.
+            record.msg, record.args = DISALLOWED_HOST_LINE, ()
+            record.exc_info, record.exc_text = None, None
+            return True
+        path = getattr(getattr(record, "request", None), "path_info", None)
+        if isinstance(path, str) and isinstance(record.args, tuple):
+            full = record.request.path  # type: ignore[attr-defined]
+            # Django logs the path escaped (unicode_escape).
+            said = {full, full.encode("unicode_escape").decode("ascii")}
+            shown = route_of(path)
+            record.args = tuple(shown if arg in said else arg for arg in record.args)
+        return True
+
+
+DISALLOWED_HOST_LINE = "Invalid Host header (not in ALLOWED_HOSTS); the header is not logged."
+UNROUTED = "[a path no route serves]"
+
+
+def route_of(path: str) -> str:
+    """The URL pattern that serves path ("/v1/models/<path:model_id>"), or UNROUTED."""
+    from django.urls import Resolver404, resolve  # only once a request is being logged
+
+    try:
+        return "/" + resolve(path).route
+    except Resolver404:
+        return UNROUTED
 
 
 class JsonFormatter(logging.Formatter):

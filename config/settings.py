@@ -2,6 +2,7 @@
 
 import os
 import re
+import resource
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -49,9 +50,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "proxy.middleware.RequestIdMiddleware",
+    # API requests leave the chain here, on the event loop: what the rest of it would do to
+    # them, ApiFastPath does itself; the admin and the dashboard go on through all of it.
+    "proxy.middleware.ApiFastPath",
     "django.middleware.security.SecurityMiddleware",
-    # Async-capable (WhiteNoise is not): a synchronous middleware here would put every API
-    # request through a worker thread and back.
+    # Async-capable (WhiteNoise is not): a synchronous middleware here would put every request
+    # through a worker thread and back.
     "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -183,6 +187,16 @@ CACHES: dict[str, dict[str, Any]] = {
 # Masking. Without MASKING_KEY the mapping store derives its keys from SECRET_KEY.
 MASKING_KEY = env_secret("MASKING_KEY")
 MAPPING_TTL_SECONDS = env_int("MAPPING_TTL_SECONDS", 604800, minimum=60)
+# Namespace memory (docs/masking.md): the most values one namespace learns (masked wherever
+# they stand in its later requests, context or not), and the most learned values a process
+# holds in memory over all namespaces (about 700 bytes each; least recently used namespaces
+# are dropped first and read again from Redis when they return). 0 learns nothing.
+PROXY_LEARNED_VALUES_MAX = env_int("PROXY_LEARNED_VALUES_MAX", 100_000, minimum=0)
+PROXY_LEARNED_VALUES_IN_MEMORY = env_int(
+    "PROXY_LEARNED_VALUES_IN_MEMORY",
+    max(200_000, PROXY_LEARNED_VALUES_MAX),
+    minimum=PROXY_LEARNED_VALUES_MAX,
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -248,13 +262,62 @@ PROXY_HEALTH_PROBE_TIMEOUT = env_float("PROXY_HEALTH_PROBE_TIMEOUT", 10.0, minim
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 30.0, minimum=0.0)
 # Whether /health needs a proxy API key (it never shows a secret either way).
 HEALTH_REQUIRES_KEY = env_bool("HEALTH_REQUIRES_KEY", False)
+# The live provider probe (/health?deep=1) costs a provider call: it needs a proxy API key or
+# the metrics token unless opened to anyone here.
+HEALTH_DEEP_OPEN = env_bool("HEALTH_DEEP_OPEN", False)
+# A process makes at most one live probe per this many seconds; callers meanwhile share it.
+HEALTH_PROBE_CACHE_SECONDS = env_float("HEALTH_PROBE_CACHE_SECONDS", 10.0, minimum=1.0)
 # When set, /metrics needs Authorization: Bearer <METRICS_TOKEN> (or METRICS_TOKEN_FILE).
 METRICS_TOKEN = env_secret("METRICS_TOKEN")
 # Audit records older than this many days are removed by `manage.py prune_audit`.
 AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 90, minimum=1)
-# Anthropic accepts request bodies up to 32 MB; larger ones get a 413 here.
+# Anthropic accepts request bodies up to 32 MB; larger ones get a 413 here: from
+# config.http.BoundedHttpProtocol as soon as the head declares more (or a chunked body brings
+# more), and from the view (through DATA_UPLOAD_MAX_MEMORY_SIZE) behind it.
 PROXY_MAX_BODY_BYTES = env_int("PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = PROXY_MAX_BODY_BYTES
+# Fair use of what tenants share (the event loop, the worker's CPU, Redis): what one request
+# may hold. Larger requests get a 413 before any value is placed in Redis.
+PROXY_MAX_MESSAGES = env_int("PROXY_MAX_MESSAGES", 10_000, minimum=1)
+PROXY_MAX_CONTENT_BLOCKS = env_int("PROXY_MAX_CONTENT_BLOCKS", 20_000, minimum=1)
+PROXY_MAX_STRINGS = env_int("PROXY_MAX_STRINGS", 200_000, minimum=100)
+PROXY_MAX_VALUES_PER_REQUEST = env_int("PROXY_MAX_VALUES_PER_REQUEST", 10_000, minimum=1)
+# Limits for keys that set none of their own (0: no limit). A key's own value wins, 0 included.
+PROXY_DEFAULT_RATE_LIMIT_PER_MINUTE = env_int("PROXY_DEFAULT_RATE_LIMIT_PER_MINUTE", 600, minimum=0)
+PROXY_DEFAULT_MAX_CONCURRENT_STREAMS = env_int(
+    "PROXY_DEFAULT_MAX_CONCURRENT_STREAMS", 20, minimum=0
+)
+# CPU seconds a minute one key's large requests may take (parsing, scanning, masking off the
+# event loop), across all processes; past it, 429 until the minute ends. 0: no limit.
+PROXY_KEY_CPU_SECONDS_PER_MINUTE = env_float("PROXY_KEY_CPU_SECONDS_PER_MINUTE", 20.0, minimum=0.0)
+# What a client may make a worker hold and wait for while it sends a request, before Django
+# sees it: kept by config.http.BoundedHttpProtocol (uvicorn --http config.http:BoundedHttpProtocol
+# --ws none).
+# A request line and header fields over HTTP_MAX_HEADER_BYTES, or more than HTTP_MAX_HEADERS
+# fields, get 431; a head not complete within HTTP_HEADER_TIMEOUT_SECONDS, or a body that brings
+# less than HTTP_BODY_MIN_BYTES_PER_SECOND in a window of HTTP_BODY_TIMEOUT_SECONDS, gets 408.
+# A request arriving while its worker holds more than HTTP_MAX_CONCURRENCY connections, or that
+# many requests in progress, gets 503.
+HTTP_MAX_HEADER_BYTES = env_int("HTTP_MAX_HEADER_BYTES", 64 * 1024, minimum=1024)
+HTTP_MAX_HEADERS = env_int("HTTP_MAX_HEADERS", 100, minimum=1)
+HTTP_HEADER_TIMEOUT_SECONDS = env_float("HTTP_HEADER_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+HTTP_BODY_TIMEOUT_SECONDS = env_float("HTTP_BODY_TIMEOUT_SECONDS", 20.0, minimum=0.1)
+HTTP_BODY_MIN_BYTES_PER_SECOND = env_int("HTTP_BODY_MIN_BYTES_PER_SECOND", 500, minimum=0)
+
+
+def _open_files_share() -> int:
+    """Half of the file descriptors a worker may open, less a reserve; 0 (no cap) if unlimited.
+
+    Each request in progress holds two: the client's connection and one to the provider. The
+    reserve is for the rest: the listening socket, the Redis and database pools, log files.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 0
+    return max(1, (soft - 64) // 2)
+
+
+HTTP_MAX_CONCURRENCY = env_int("HTTP_MAX_CONCURRENCY", _open_files_share(), minimum=0)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -279,7 +342,10 @@ if LITELLM_LOG_LEVEL not in {"INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "config.logging.RequestIdFilter"},
+        "safe_paths": {"()": "config.logging.SafePathFilter"},
+    },
     "formatters": {
         # The original specification's format: 2025-08-22 12:44:30,695 - module - INFO - message
         "text": {"format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s"},
@@ -289,7 +355,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_id"],
+            "filters": ["request_id", "safe_paths"],
         },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -18,6 +19,9 @@ from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.services import RulesUnavailable, load_snapshot, rules_changed
 
 MAX_TEST_TEXT = 200_000
+# Being staff is not enough: the page answers "would this be masked?" for any text, so it
+# confirms guessed sensitive terms. Superusers hold it; others are granted it on purpose.
+TRY_RULES = "patterns.try_rules"
 
 
 class RulesTestForm(forms.Form):
@@ -47,17 +51,42 @@ def disable_selected(modeladmin: Any, request: HttpRequest, queryset: QuerySet[A
     _set_enabled(request, queryset, False)
 
 
+def _set_trial(request: HttpRequest, queryset: QuerySet[Any], trial: bool) -> None:
+    changed = queryset.update(trial=trial)
+    transaction.on_commit(rules_changed)  # update() sends no signals
+    state = "on trial: counted, not masked" if trial else "enforced"
+    messages.success(request, f"{changed} rule(s) {state}.")
+
+
+@admin.action(description="Put selected on trial (count, do not mask)")
+def put_on_trial(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    _set_trial(request, queryset, True)
+
+
+@admin.action(description="Enforce selected (end their trial)")
+def enforce(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    _set_trial(request, queryset, False)
+
+
 @admin.register(Pattern)
 class PatternAdmin(admin.ModelAdmin):
-    list_display = ("name", "category", "placeholder_prefix", "priority", "validator", "enabled")
-    list_editable = ("enabled",)
-    list_filter = ("enabled", "category", "validator")
+    list_display = (
+        "name",
+        "category",
+        "placeholder_prefix",
+        "priority",
+        "validator",
+        "enabled",
+        "trial",
+    )
+    list_editable = ("enabled", "trial")
+    list_filter = ("enabled", "trial", "category", "validator")
     search_fields = ("name", "description", "placeholder_prefix")
     ordering = ("priority", "name")
     readonly_fields = ("created_at", "updated_at")
-    actions = (enable_selected, disable_selected)
+    actions = (enable_selected, disable_selected, put_on_trial, enforce)
     fieldsets = (
-        (None, {"fields": ("name", "category", "description", "enabled")}),
+        (None, {"fields": ("name", "category", "description", "enabled", "trial")}),
         ("Matching", {"fields": ("regex", "validator", "priority", "placeholder_prefix")}),
         ("Context", {"fields": ("context_keywords", "context_regex", "context_window")}),
         ("Examples", {"fields": ("positive_examples", "negative_examples")}),
@@ -73,6 +102,8 @@ class PatternAdmin(admin.ModelAdmin):
         return [test_page, *super().get_urls()]
 
     def test_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm(TRY_RULES):
+            raise PermissionDenied
         form = RulesTestForm(request.POST or None)
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),

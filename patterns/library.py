@@ -52,8 +52,9 @@ class LibraryEntry:
 
 
 # --- EC2-style resource IDs -----------------------------------------------------------------
-# "<type>-" and 17 lower-case hex digits; resources older than 2018 may still carry the
-# short 8-hex form, so types that existed then accept both (the long form is tried first).
+# "<type>-" and 17 hex digits; resources older than 2018 may still carry the short 8-hex
+# form, so types that existed then accept both (the long form is tried first). AWS writes
+# them in lower case, but a model reads "I-0A1B..." as the same ID: any case matches.
 
 
 def _resource_id(
@@ -69,7 +70,7 @@ def _resource_id(
     hex_part = "(?:[0-9a-f]{17}|[0-9a-f]{8})" if short_form else "[0-9a-f]{17}"
     negative = [
         f"{id_prefix}-1234567 is one hex digit short",
-        f"{id_prefix.upper()}-0123456789ABCDEF0",  # AWS writes these IDs in lower case
+        f"{id_prefix.upper()}-0123456789ABCDEFG",  # G is not a hex digit
         f"my{id_prefix}-0123456789abcdef0",  # part of a longer word
     ]
     if not short_form:
@@ -78,11 +79,11 @@ def _resource_id(
     return LibraryEntry(
         name=name,
         category=category,
-        description=f"{what} ({id_prefix}- followed by {forms}).",
-        regex=rf"{id_prefix}-{hex_part}",
+        description=f"{what} ({id_prefix}- followed by {forms}; any case).",
+        regex=rf"(?i:{id_prefix}-{hex_part})",
         prefix=placeholder,
         priority=20,
-        positive=positive,
+        positive=(*positive, f"{id_prefix.upper()}-0123456789ABCDEF0"),
         negative=tuple(negative),
     )
 
@@ -404,6 +405,94 @@ _RESOURCE_IDS: tuple[LibraryEntry, ...] = (
         "Managed prefix list ID",
         ("pl-0652c0ab53b2bd3cf", "pl-63a5400a", "allow 443 from pl-0a30d6cacfcc4a08d"),
     ),
+    # Prefixes found in AWS's own API examples (botocore's EC2 examples) beyond the above.
+    _resource_id(
+        "aws_network_acl_association_id",
+        "aclassoc",
+        "AWS_ACL_ASSOCIATION",
+        "Network ACL association ID",
+        ("aclassoc-e5b95c8c", '"NewAssociationId": "aclassoc-3999875b"'),
+    ),
+    _resource_id(
+        "aws_route_table_association_id",
+        "rtbassoc",
+        "AWS_RTB_ASSOCIATION",
+        "Route table association ID",
+        ("rtbassoc-781d0d1a", '"AssociationId": "rtbassoc-0b1d2e3f4a5b6c7d8"'),
+    ),
+    _resource_id(
+        "aws_iam_instance_profile_association_id",
+        "iip-assoc",
+        "AWS_IIP_ASSOCIATION",
+        "IAM instance profile association ID",
+        ("iip-assoc-0e7736511a163c209", '"AssociationId": "iip-assoc-05020b59952902f5f"'),
+        short_form=False,
+    ),
+    _resource_id(
+        "aws_spot_instance_request_id",
+        "sir",
+        "AWS_SPOT_REQUEST",
+        "Spot Instance request ID",
+        ("sir-08b93456", "cancel sir-0123456789abcdef0 now"),
+    ),
+    _resource_id(
+        "aws_kernel_image_id",
+        "aki",
+        "AWS_KERNEL_IMAGE",
+        "Kernel image ID (AKI)",
+        ("aki-88aa75e1", '"KernelId": "aki-0123456789abcdef0"'),
+    ),
+    _resource_id(
+        "aws_ramdisk_image_id",
+        "ari",
+        "AWS_RAMDISK_IMAGE",
+        "RAM disk image ID (ARI)",
+        ("ari-1a2b3c4d", '"RamdiskId": "ari-0123456789abcdef0"'),
+    ),
+    _resource_id(
+        "aws_efs_mount_target_id",
+        "fsmt",
+        "AWS_EFS_MOUNT_TARGET",
+        "EFS mount target ID",
+        ("fsmt-12340abc", '"MountTargetId": "fsmt-0123456789abcdef0"'),
+    ),
+    LibraryEntry(
+        name="aws_spot_fleet_request_id",
+        category="aws_resource",
+        description="Spot Fleet request ID (sfr- followed by a UUID; any case).",
+        regex=r"(?i:sfr-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
+        prefix="AWS_SPOT_FLEET",
+        priority=20,
+        positive=(
+            "sfr-d1b9a2c4-5e6f-4a7b-8c9d-0e1f2a3b4c5d",
+            '"SpotFleetRequestId": "sfr-73fbd2ce-aa30-494c-8788-1cee40a1b2c3"',
+        ),
+        negative=("sfr-73fbd2ce", "mysfr-73fbd2ce-aa30-494c-8788-1cee40a1b2c3"),
+    ),
+    LibraryEntry(
+        name="aws_resource_id",
+        category="aws_resource",
+        description=(
+            "Any other AWS resource ID of the long form: a lower-case prefix of one to three "
+            "words, a dash and 17 hex digits (cks-, backup-, fpga-, ...; any case)."
+        ),
+        # The long form is distinctive enough to need no list: 17 hex digits after a word.
+        # Types with entries of their own win (lower priority number, same length).
+        regex=r"(?i:[a-z][a-z0-9]{0,19}(?:-[a-z][a-z0-9]{0,19}){0,2}-[0-9a-f]{17})",
+        prefix="AWS_RESOURCE",
+        priority=85,
+        positive=(
+            "cks-1234567890abcdef0",
+            '"BackupId": "backup-03e3c82e0183b7b6b"',
+            "fpga-0123456789abcdef0",
+            "restore from snap-0123456789abcdef0 and backup-0a3364eded1014b28",
+        ),
+        negative=(
+            "commit-0123456789abcdef0123456789abcdef01234567",
+            "build-0123456789abcdef",
+            "id-0123456789abcdef0g",
+        ),
+    ),
 )
 
 
@@ -414,15 +503,22 @@ _ARN_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_arn",
         category="aws_arn",
         description=(
-            "Amazon Resource Name in any partition (aws, aws-cn, aws-us-gov, aws-iso*, aws-eusc); "
-            "AWS-managed ARNs with the account 'aws' are left visible."
+            "Amazon Resource Name in any partition (aws, aws-cn, aws-us-gov, aws-iso*, aws-eusc), "
+            "structure kept: the account, an S3 bucket and the resource's name are masked each "
+            "on its own; AWS-managed ARNs with the account 'aws' are left visible."
         ),
         # Region and account may be empty (IAM, S3). The resource stops at whitespace, quotes,
         # brackets and non-ASCII text; a trailing '.', ':' or ',' is punctuation, not ARN. Inner
         # commas are kept because IAM names may contain them ("role/a,b").
+        # Structure kept: partition, service, region and resource type stay readable; the
+        # account, an S3 bucket and the resource's name (after its type) are masked each as a
+        # placeholder of its own (named groups), the same as where they stand alone.
         regex=(
-            r"arn:aws(?:-cn|-us-gov|-iso(?:-[a-z])?|-eusc)?:[a-z0-9-]+:[a-z0-9-]*:(?:[0-9]{12})?:"
-            r"[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-]"
+            r"arn:aws(?:-cn|-us-gov|-iso(?:-[a-z])?|-eusc)?:"
+            r"(?:s3:::(?P<AWS_S3>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])"
+            r"(?:/[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-])?"
+            r"|[a-z0-9-]+:[a-z0-9-]*:(?P<AWS_ACCOUNT>[0-9]{12})?:(?:[A-Za-z0-9-]+[/:])?"
+            r"(?P<AWS_NAME>[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-]))"
         ),
         prefix="AWS_ARN",
         priority=5,
@@ -469,7 +565,17 @@ _ACCOUNT_ENTRIES: tuple[LibraryEntry, ...] = (
         regex=r"[0-9]{12}|[0-9]{4}-[0-9]{4}-[0-9]{4}",
         prefix="AWS_ACCOUNT",
         priority=50,
-        context_keywords=("account", "account id", "account_id", "owner", "계정", "어카운트"),
+        context_keywords=(
+            "account",
+            "account id",
+            "account_id",
+            "owner",
+            "registryid",
+            "registry_id",
+            "registry id",
+            "계정",
+            "어카운트",
+        ),
         # "aws" as a whole word only: as a substring it is in "laws" and "draws".
         context_regex=r"(?i:\baws\b)",
         context_window=32,
@@ -478,6 +584,7 @@ _ACCOUNT_ENTRIES: tuple[LibraryEntry, ...] = (
             '"Account": "123456789012",',
             "계정 ID: 1234-5678-9012",
             '"OwnerId": "210987654321"',
+            '"registryId": "012345678901"',
         ),
         negative=(
             "Order number 123456789012 has shipped.",
@@ -602,6 +709,40 @@ _CREDENTIAL_ENTRIES: tuple[LibraryEntry, ...] = (
             "Xw8vT6ZpL3sHqAIgR5cN0dE7fU1gS9tJ2kB4hY6mW8oQ3pV1zX0aC5eD7fEq",
         ),
     ),
+    LibraryEntry(
+        name="aws_session_token_by_prefix",
+        category="aws_credential",
+        description=(
+            "AWS STS session token recognised by its own start (IQoJb3JpZ2luX2Vj..., or the "
+            "older FwoGZXIvYXdz...), with no keyword around it."
+        ),
+        regex=r"(?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdz)[A-Za-z0-9/+%]{60,}={0,2}",
+        prefix="AWS_SESSION_TOKEN",
+        priority=3,
+        positive=(
+            "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD6m3V8ryhKT1NmX2b9l7yqJk4Fh2r0"
+            "Xw8vT6ZpL3sHqAIgR5cN0dE7fU1gS9tJ2kB4hY6mW8oQ3pV1zX0aC5eD7fEq",
+            "session: FwoGZXIvYXdzEBYaDHhBTEXAMPLEtokenZ8k2pQ9sL4mN7vR1tW3yZ6bC0dF5gH8jK2lM4nP7qR9",
+        ),
+        negative=("IQoJb3JpZ2luX2Vj", "FwoGZXIvYXdzEBYaDH"),
+    ),
+    LibraryEntry(
+        name="aws_bedrock_api_key",
+        category="aws_credential",
+        description=(
+            "Amazon Bedrock API key: long-term (ABSK followed by base64) or short-term "
+            "(bedrock-api-key- followed by a base64 presigned URL)."
+        ),
+        regex=r"ABSK[A-Za-z0-9+/]{32,}={0,2}|bedrock-api-key-[A-Za-z0-9+/%_-]{32,}={0,2}",
+        prefix="AWS_BEDROCK_KEY",
+        priority=3,
+        positive=(
+            "ABSKQmVkcm9ja0FQSUtleS1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk=",
+            "export AWS_BEARER_TOKEN_BEDROCK=bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29tLz9BY3R"
+            "pb249Q2FsbFdpdGhCZWFyZXJUb2tlbiZYLUFtei1BbGdvcml0aG09",
+        ),
+        negative=("ABSK", "bedrock-api-key-", "bedrock-api-key-rotation is on"),
+    ),
 )
 
 # Bucket names: 3-63 of a-z 0-9 . - starting and ending with a letter or digit.
@@ -637,9 +778,9 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
             "S3 URI (s3://bucket, also s3a:// and s3n://); the bucket is masked, the object key "
             "stays visible."
         ),
-        # RE2 has no lookbehind, so "s3://" is masked with the bucket; the key is left visible
-        # because the question is usually about its layout (logs/2025/08/...).
-        regex=r"s3[an]?://[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]",
+        # The bucket alone is masked (a named group): "s3://" and the key stay visible, because
+        # the question is usually about its layout (logs/2025/08/...).
+        regex=r"s3[an]?://(?P<AWS_S3>[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9])",
         prefix="AWS_S3",
         priority=20,
         positive=(
@@ -669,6 +810,7 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
         ),
         prefix="AWS_S3",
         priority=20,
+        validator="customer_endpoint",
         positive=(
             "company-data-bucket.s3.amazonaws.com",
             "company-data-bucket.s3.us-east-1.amazonaws.com",
@@ -682,6 +824,9 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
             "https://s3.amazonaws.com/",
             "s3.us-east-1.amazonaws.com",
             "s3-website-us-east-1.amazonaws.com",
+            '"Principal": {"Service": "logging.s3.amazonaws.com"}',
+            '"Service": ["delivery.logs.amazonaws.com", "logging.s3.amazonaws.com"]',
+            "Service:\n  - logging.s3.amazonaws.com",
         ),
     ),
     LibraryEntry(
@@ -700,6 +845,7 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
         # characters away, out of window 1's reach.
         context_regex=r"(?i:\Bucket(?:[_-]?name)?[\"']?[ \t]*[:=][ \t]*[\"']?)",
         context_window=1,
+        validator="bucket_name",
         positive=(
             'bucket = "acmeprodlogs"',
             's3.put_object(Bucket="backups2025", Key="a.txt")',
@@ -714,6 +860,9 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
             "bucket_key_enabled = true",
             "the bucket policy denies s3:PutObject",
             "bucket = var.bucket_name",
+            "self.bucket = self.client.bucket(self.name)",
+            '"repository": "bitbucket:user/repo"',
+            "bucket = storage.bucket(name)",
         ),
     ),
     LibraryEntry(
@@ -742,28 +891,25 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_s3_bucket_in_context",
         category="aws_storage",
         description=(
-            "Bucket name written next to the word bucket, 버킷 or an 'S3:' label; the name must "
+            "Bucket names after a 'buckets:' or 'S3:' label, or next to 버킷; the name must "
             "contain a letter and a '-' or '.', so ordinary words are left alone."
         ),
         regex=_BUCKET_IN_PROSE,
         prefix="AWS_S3",
         priority=80,
         context_keywords=("버킷",),
-        # "bucket" as a word of its own: not "create-bucket", "bucket-owner-full-control" or
-        # "self.bucket"; the plural only as a label ("buckets:"), not in "--query Buckets[]";
-        # "S3:" as a label, not "s3://" or "s3:GetObject".
-        context_regex=(
-            r"(?i:(?:^|[^a-z0-9.-])(?:bucket(?:[ _-]?name)?(?:$|[^a-z0-9-])|buckets[ \t]*:)"
-            r"|\bs3:\s)"
-        ),
+        # Labels only: "buckets:", not "create-buckets:"; "S3:" as a label, not "s3://" or
+        # "s3:GetObject". The word alone is aws_s3_bucket_after_word's.
+        # "bucket: name" is aws_s3_bucket_assignment's (the value right after it).
+        context_regex=r"(?i:(?:^|[^a-z0-9.-])buckets[ \t]*:(?:$|[^/])|\bs3:\s)",
         # Small: anything bucket-shaped nearby is masked, so only the next name or two qualify.
         context_window=24,
+        validator="bucket_name",
         positive=(
             "S3: company-data-bucket, backup-logs-bucket",
-            "the bucket acme-prod-assets is public",
             "company-data-bucket 버킷에 업로드가 실패합니다",
-            "static site bucket: logs.example.com",
             "버킷 kt-prod-logs를 ap-northeast-2에 만들었습니다",
+            "buckets: logs.example.com, acme-prod-logs",
         ),
         negative=(
             "the bucket policy denies s3:GetObject",
@@ -772,6 +918,66 @@ _STORAGE_ENTRIES: tuple[LibraryEntry, ...] = (
             "aws s3api put-bucket-acl --acl bucket-owner-full-control",
             "bucket in us-east-1 (us-east-1a), replicated to ap-northeast-2",
             "a bucket, i.e. a container; e.g. for logs",
+            'blob = bucket.blob("reports/2024.csv")',
+            "kubectl apply -f bucket.yaml",
+            "each bucket's hit rate is over telemetry-bearing turns",
+            "bucket: dict[str, object],  # mutable-ok: written in place",
+        ),
+    ),
+    LibraryEntry(
+        name="aws_s3_ls_bucket",
+        category="aws_storage",
+        description=(
+            "Bucket name in the output of 'aws s3 ls': a line of a date, a time and the name."
+        ),
+        regex=r"(?m:[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$)",
+        prefix="AWS_S3",
+        priority=70,
+        # The value right after the date and time (window 0); an object listing has a size
+        # column there ("2025-08-22 12:44:30     482113 app.log").
+        context_regex=r"(?m:^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} )",
+        context_window=0,
+        positive=(
+            "$ aws s3 ls\n2025-01-14 09:12:03 acme-prod-logs\n2025-03-02 17:40:55 acme-billing",
+            "2024-11-30 23:01:09 logs.example.com",
+        ),
+        negative=(
+            "2025-08-22 12:44:30     482113 app-2025-08-22.log",
+            "2025-08-22 12:44:30 started the deploy",
+        ),
+    ),
+    LibraryEntry(
+        name="aws_s3_bucket_after_word",
+        category="aws_storage",
+        description=(
+            "Bucket name right after the word bucket (the bucket acme-prod-assets, a bucket "
+            "named x); the name must contain a letter and a '-' or '.'."
+        ),
+        regex=_BUCKET_IN_PROSE,
+        prefix="AWS_S3",
+        priority=80,
+        # "bucket" as a word of its own: not "create-bucket", "bucket-owner-full-control" or
+        # "self.bucket"; not a label (aws_s3_bucket_in_context's).
+        context_regex=(
+            r"(?i:(?:^|[^a-z0-9.-])bucket(?:[ _-]?name)?(?:[ \t]+(?:named|called))?[ \t]+)"
+        ),
+        # Right after it (window 0): what stands before the word is mostly an adjective
+        # ("user-configured bucket", "per-model bucket"), and code and prose a few words away
+        # (a rate limiter's token bucket, "cache-read", "cast-ok") are not names.
+        context_window=0,
+        validator="bucket_name",
+        positive=(
+            "the bucket acme-prod-assets is public",
+            "a bucket named acme-prod-logs",
+            "copy it to bucket logs.example.com tonight",
+        ),
+        negative=(
+            "the bucket policy denies s3:GetObject",
+            "create an S3 bucket named after the team",
+            "each bucket's hit rate is over telemetry-bearing turns",
+            "hashed = rebind(x)  # rebind-ok: a token bucket",
+            "a user-configured bucket prefix",
+            "expected gs://bucket-name/litellm-vertex-files/x",
         ),
     ),
 )
@@ -784,7 +990,12 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
             "RDS, Aurora (cluster, reader, custom, proxy), DocumentDB or Neptune endpoint host "
             "name."
         ),
-        regex=r"[A-Za-z0-9][A-Za-z0-9.-]*\.(?:rds|docdb|neptune)\.amazonaws\.com(?:\.cn)?",
+        # A region label before the service: "monitoring.rds.amazonaws.com" is a service
+        # principal (AWS's own), not a customer's endpoint.
+        regex=(
+            r"(?P<AWS_RDS_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*)\.[a-z]{2}(?:-[a-z]+)+-[0-9]\."
+            r"(?:rds|docdb|neptune)\.amazonaws\.com(?:\.cn)?"
+        ),
         prefix="AWS_RDS_ENDPOINT",
         priority=20,
         positive=(
@@ -798,6 +1009,7 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
             "rds.us-east-1.amazonaws.com",
             "rds.amazonaws.com",
             "https://docs.aws.amazon.com/rds/",
+            '"Principal": {"Service": "monitoring.rds.amazonaws.com"}',
         ),
     ),
     LibraryEntry(
@@ -983,7 +1195,7 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         description="SQS queue URL, which contains the account ID and the queue name.",
         regex=(
             r"(?:https?://)?(?:sqs\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?|(?:[a-z0-9-]+\.)?queue\.amazonaws\.com)"
-            r"/[0-9]{12}/[A-Za-z0-9_-]{1,80}(?:\.fifo)?"
+            r"/(?P<AWS_ACCOUNT>[0-9]{12})/(?P<AWS_SQS_QUEUE>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)"
         ),
         prefix="AWS_SQS_QUEUE_URL",
         priority=20,
@@ -1023,10 +1235,10 @@ _AWS_RESOURCE_CONTEXT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_kms_key_id",
         category="aws_resource",
         description=(
-            "KMS key ID (a UUID), masked only near kms, key id, KeyId or 키; other UUIDs stay "
-            "visible."
+            "KMS key ID (a UUID, any case), masked only near kms, key id, KeyId or 키; other "
+            "UUIDs stay visible."
         ),
-        regex=r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        regex=r"(?i:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})",
         prefix="AWS_KMS_KEY",
         priority=50,
         context_keywords=("kms", "key id", "keyid", "key_id", "key-id", "키"),
@@ -1036,6 +1248,7 @@ _AWS_RESOURCE_CONTEXT_ENTRIES: tuple[LibraryEntry, ...] = (
             '"KeyId": "0987dcba-09fe-87dc-65ba-ab0987654321"',
             "aws kms describe-key --key-id 6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f",
             "암호화 키 5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9가 삭제 예정입니다",
+            "KMS KEY 1234ABCD-12AB-34CD-56EF-1234567890AB",
         ),
         negative=(
             "RequestId: 4d5f3b6a-8c2e-4f1a-9b7d-3e6c8a0f2d1b",
@@ -1045,17 +1258,18 @@ _AWS_RESOURCE_CONTEXT_ENTRIES: tuple[LibraryEntry, ...] = (
     LibraryEntry(
         name="aws_kms_multi_region_key_id",
         category="aws_resource",
-        description="KMS multi-Region key ID (mrk- followed by 32 hex digits).",
-        regex=r"mrk-[0-9a-f]{32}",
+        description="KMS multi-Region key ID (mrk- followed by 32 hex digits; any case).",
+        regex=r"(?i:mrk-[0-9a-f]{32})",
         prefix="AWS_KMS_KEY",
         priority=20,
         positive=(
             "mrk-1234abcd12ab34cd56ef1234567890ab",
             "replica of mrk-0a1b2c3d4e5f60718293a4b5c6d7e8f9 in eu-west-1",
+            "MRK-1234ABCD12AB34CD56EF1234567890AB",
         ),
         negative=(
             "mrk-1234",
-            "mrk-1234ABCD12AB34CD56EF1234567890AB",
+            "mrk-1234abcd12ab34cd56ef1234567890ag",
         ),
     ),
     LibraryEntry(
@@ -1138,6 +1352,10 @@ _NETWORK_ENTRIES: tuple[LibraryEntry, ...] = (
             "192.0.2.1 and 203.0.113.5 are documentation addresses",
             "version 1.2.3 and 1.2.3.4.5",
             "999.1.2.3",
+            "see Section 24.1.1.2 of the standard",
+            "id-X25519 OBJECT IDENTIFIER ::= { 1.3.101.110 }",
+            "requests>=3.7.4.2",
+            "version 4.10.2.1 was released",
         ),
     ),
     LibraryEntry(
@@ -1208,6 +1426,29 @@ _SECRET_ENTRIES: tuple[LibraryEntry, ...] = (
             "-----END PUBLIC KEY-----",
             "store the private key in Secrets Manager",
         ),
+    ),
+    LibraryEntry(
+        name="putty_private_key",
+        category="secret",
+        description=(
+            "PuTTY private key file (PuTTY-User-Key-File-2 or -3), from its first line to its last."
+        ),
+        regex=(
+            r"PuTTY-User-Key-File-[0-9]+: [^\r\n]+"
+            r"(?:\r?\n(?:[A-Za-z-]+: [^\r\n]*|[A-Za-z0-9+/=]+))*"
+        ),
+        prefix="PRIVATE_KEY",
+        priority=1,
+        positive=(
+            "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: eddsa-key-20250101"
+            "\nPublic-Lines: 2\nAAAAC3NzaC1lZDI1NTE5AAAAIO1xEXAMPLEpublicKEY0123456789abcdef"
+            "\nPrivate-Lines: 1\nAAAAIGxEXAMPLEprivateKEY0123456789abcdefghijklmn"
+            "\nPrivate-MAC: 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "key.ppk:\nPuTTY-User-Key-File-2: ssh-rsa\nEncryption: none\nComment: imported"
+            "\nPublic-Lines: 1\nAAAAB3NzaC1yc2EAAAADAQABAAABAQDEXAMPLE0123456789"
+            "\nPrivate-Lines: 1\nAAABAQCEXAMPLEprivate0123456789abcdef\nPrivate-MAC: 0a1b2c3d4e5f",
+        ),
+        negative=("PuTTY-User-Key-File-3:", "save it as a PuTTY-User-Key-File"),
     ),
     LibraryEntry(
         name="github_token",
@@ -1413,31 +1654,176 @@ _SECRET_ENTRIES: tuple[LibraryEntry, ...] = (
         name="password_assignment",
         category="secret",
         description=(
-            "Value given to a setting whose name ends in password, passwd or passphrase "
-            '(DB_PASSWORD=..., "password": "...", --master-user-password ...); the value must '
-            "contain a digit or a symbol, so 'password: true' and '${DB_PASSWORD}' stay visible."
+            "Unquoted value given to a setting whose name ends in password, passwd or "
+            "passphrase, anywhere in a line (DB_PASSWORD=..., password=... in a connection "
+            "string, --master-user-password ...), with the name; the value must contain a digit "
+            "or a symbol, so 'password: true' and '${DB_PASSWORD}' stay visible."
         ),
         # The setting name is masked too: without lookbehind the value alone cannot be cut out,
         # and the closing quote is left out so JSON reads "PASSWORD_001".
+        # Unquoted values only: a quoted value is taken whole by secret_named_quoted_value,
+        # where this regex would stop at the first ';' or ',' inside it.
         regex=(
             r"(?:[A-Za-z0-9_.-]*(?i:password|passwd|passphrase)|비밀번호)"
-            r"[\"']?[ \t]*[:=][ \t]*[\"']?"
+            r"[\"']?[ \t]*[:=][ \t]*"
             r"[^\s\"'<>,;&]*[0-9@#%^&*+=?~][^\s\"'<>,;&]*"
-            r"|--[a-z-]*password[ \t]+[\"']?[^\s\"'<>,;&]*[0-9@#%^&*+=?~][^\s\"'<>,;&]*"
+            r"|--[a-z-]*password[ \t]+[^\s\"'<>,;&]*[0-9@#%^&*+=?~][^\s\"'<>,;&]*"
         ),
         prefix="PASSWORD",
         priority=60,
+        validator="secret_not_code",
         positive=(
             "DB_PASSWORD=hunter2",
-            '"MasterUserPassword": "Sup3r#Secret"',
             "aws rds create-db-instance --master-user-password Xk9mQ2zA7",
             "비밀번호: qwer1234!",
+            "psql 'host=db user=app password=Sup3r#Secret'",
         ),
         negative=(
             "require_password: true",
             "password: ${DB_PASSWORD}",
             "MinimumPasswordLength: 14",
             "reset the password in the console",
+            '_("Change password: %s") % user',
+            "password = get_random_string(30)",
+            "password = secrets.token_urlsafe(32)",
+            'print("password: {}".format(masked))',
+        ),
+    ),
+)
+
+# A setting whose name ends in one of these holds a secret, whatever the value looks like:
+# "SecretAccessKey", "DB_PASSWORD", "client_secret", "SessionToken", "x-api-key". Names that
+# only contain one ("max_tokens", "token_type", "tokenizer", "secret_name") do not.
+_HIDDEN_SETTING_WORDS = (
+    r"(?:pass(?:word|wd|phrase)|secret(?:[_-]?access)?[_-]?key|client[_-]?secret|secret"
+    r"|(?:access|session|auth|bearer|refresh|id|api|security)[_-]?token|token"
+    r"|api[_-]?key|access[_-]?key|private[_-]?key|authorization|cookie|비밀번호)"
+)
+_HIDDEN_SETTING_NAME = r"[A-Za-z0-9_.-]*" + _HIDDEN_SETTING_WORDS
+
+_SECRET_KEY_ENTRIES: tuple[LibraryEntry, ...] = (
+    LibraryEntry(
+        name="secret_named_quoted_value",
+        category="secret",
+        description=(
+            "Whole double-quoted value of a setting whose name ends in password, secret, "
+            'token, api key, access key or private key ("SecretAccessKey": "...", '
+            'DB_PASSWORD="...", password: "..."), whatever its shape; templates and format '
+            "placeholders stay visible."
+        ),
+        regex=r'(?:[^"\\\r\n]|\\.)+',
+        prefix="SECRET",
+        priority=65,
+        context_regex=r"(?i:" + _HIDDEN_SETTING_NAME + r'["' + "'" + r']?[ \t]*[:=][ \t]*")',
+        context_window=0,
+        validator="secret_value",
+        positive=(
+            '"MasterUserPassword": "mypassword"',
+            '"OldPassword": "3s0K_;xh4~8XXI"',
+            '"client_secret": "6da8e2b1c4f0a9d7e3b5c1f8a2d4e6b0"',
+            'DB_PASSWORD="correct horse battery staple"',
+            '"SessionToken": "FwoGZXIvYXdzEBYaDHhBTEXAMPLE"',
+        ),
+        negative=(
+            '"max_tokens": "1024"',
+            '"token_type": "Bearer"',
+            '"password": "{{ vault_db_password }}"',
+            '"password": "${DB_PASSWORD}"',
+            '"password": "%s"',
+            '"password": ""',
+        ),
+    ),
+    LibraryEntry(
+        name="secret_named_single_quoted_value",
+        category="secret",
+        description=(
+            "Whole single-quoted value of a setting whose name ends in password, secret, "
+            "token, api key, access key or private key (password: '...', "
+            "export API_KEY='...'); templates and format placeholders stay visible."
+        ),
+        regex=r"[^'\r\n]+",
+        prefix="SECRET",
+        priority=65,
+        context_regex=r"(?i:" + _HIDDEN_SETTING_NAME + r"[\"']?[ \t]*[:=][ \t]*')",
+        context_window=0,
+        validator="secret_value",
+        positive=(
+            "password: 'mypassword'",
+            "export API_KEY='Abc1-def2-ghi3'",
+            "{'aws_secret_access_key': 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY'}",
+        ),
+        negative=(
+            "password: '{{ db_password }}'",
+            "x = {'token_type': 'Bearer'}",
+        ),
+    ),
+    LibraryEntry(
+        name="secret_named_line_value",
+        category="secret",
+        description=(
+            "Rest of the line after a setting whose name ends in password, secret, token, api "
+            "key, access key or private key, at the start of a line (env files, YAML, INI, "
+            "HTTP headers such as X-Api-Key); code, variables, templates, booleans and YAML "
+            "tags stay visible."
+        ),
+        regex=r"[^\s\"'][^\r\n]*[^\s]|[^\s\"']",
+        prefix="SECRET",
+        priority=66,
+        context_regex=(
+            r"(?im:^[ \t]*(?:export[ \t]+|-[ \t]+)?[\"']?"
+            + _HIDDEN_SETTING_NAME
+            + r"[\"']?[ \t]*[:=][ \t]*)"
+        ),
+        context_window=0,
+        validator="secret_value",
+        positive=(
+            "DB_PASSWORD=correcthorsebatterystaple",
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+            "  password: correct horse battery staple",
+            "X-Api-Key: 3f9a1c7e5b2d4f6a8c0e",
+            "session_token = FwoGZXIvYXdzEBYaDHhBTEXAMPLE",
+        ),
+        negative=(
+            "password: ${DB_PASSWORD}",
+            "password: !Ref DbPassword",
+            "password: true",
+            "password = get_password(user)",
+            "password = os.environ['DB_PASSWORD']",
+            "token: null",
+            "the password: it must be long",
+            "max_tokens: 4096",
+        ),
+    ),
+    LibraryEntry(
+        name="secret_named_argument",
+        category="secret",
+        description=(
+            "Value of a command-line flag or a query or connection-string field whose name "
+            "ends in password, secret, token, api key or access key (--password x, "
+            "--secret-access-key=x, ?token=x&..., ;Password=x;); variables stay visible."
+        ),
+        regex=r"[^\s\"'&;|<>]+",
+        prefix="SECRET",
+        priority=66,
+        context_regex=(
+            r"(?i:(?:^|[\s\"'])--?[a-z0-9-]*" + _HIDDEN_SETTING_WORDS + r"(?:[ \t]+|=)"
+            r"|[?&;][ \t]*(?:pwd|" + _HIDDEN_SETTING_NAME + r")[ \t]*=)"
+        ),
+        context_window=0,
+        validator="secret_value",
+        positive=(
+            "aws configure set --secret-access-key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY",
+            "mysql -u admin --password Sup3rSecret -h db",
+            "https://api.example.com/v1/items?token=abc123def&page=2",
+            "Server=db.internal;Database=app;User Id=sa;Password=Sup3rSecret;",
+        ),
+        negative=(
+            "--password-file /run/secrets/db",
+            "--password $DB_PASSWORD",
+            "--must-change-password=false",
+            "?token=&page=2",
+            "the breached-password check is skipped",
+            ".toggle-password label {",
         ),
     ),
 )
@@ -1495,5 +1881,6 @@ DEFAULT_PATTERNS: tuple[LibraryEntry, ...] = (
     *_AWS_RESOURCE_CONTEXT_ENTRIES,
     *_NETWORK_ENTRIES,
     *_SECRET_ENTRIES,
+    *_SECRET_KEY_ENTRIES,
     *_PERSONAL_ENTRIES,
 )

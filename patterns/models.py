@@ -24,6 +24,19 @@ VALIDATOR_CHOICES = [
     ("luhn", "Passes the Luhn checksum (payment cards)"),
     ("entropy", "Random-looking (at least 16 characters, 3 bits of entropy per character)"),
     ("aws_secret", "AWS secret key shape (mixed case, high entropy; not a hex digest)"),
+    (
+        "bucket_name",
+        "Bucket name, not code (not called, assigned to, an attribute, a file or a scheme)",
+    ),
+    ("customer_endpoint", 'A customer\'s endpoint, not an AWS service principal ("Service": ...)'),
+    (
+        "secret_not_code",
+        "Secret value, not code (not a format placeholder, a function call or a variable)",
+    ),
+    (
+        "secret_value",
+        "Whole value under a secret-named key, not code, a variable, a template or a flag",
+    ),
 ]
 assert {key for key, _ in VALIDATOR_CHOICES} == set(VALIDATORS)  # noqa: S101
 
@@ -50,6 +63,11 @@ class Pattern(models.Model):
         default=100, help_text="When two matches overlap, the longer wins; then the lower number."
     )
     enabled = models.BooleanField(default=True)
+    trial = models.BooleanField(
+        default=False,
+        help_text="On trial: the rule masks nothing, but what it would have masked is counted "
+        "(audit records, dashboard). Switch it off to enforce the rule.",
+    )
     validator = models.CharField(max_length=32, choices=VALIDATOR_CHOICES, blank=True)
     context_keywords = models.TextField(
         blank=True,
@@ -60,7 +78,9 @@ class Pattern(models.Model):
         blank=True, help_text="Or a regex (RE2) whose matches count as context."
     )
     context_window = models.PositiveIntegerField(
-        default=48, help_text="How many characters away a keyword may be."
+        default=48,
+        help_text="How many characters away a keyword may be; 0: the value starts right where "
+        "a keyword ends (a setting's value after its name).",
     )
     positive_examples = models.TextField(
         blank=True,
@@ -75,6 +95,9 @@ class Pattern(models.Model):
 
     class Meta:
         ordering = ("priority", "name")
+        # The admin's "Try the rules" page shows what the rules would mask in any pasted
+        # text: it confirms a guessed sensitive term, so it is granted on purpose only.
+        permissions = (("try_rules", "Can try the masking rules on pasted text"),)
 
     def __str__(self) -> str:
         return self.name

@@ -12,8 +12,17 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 
 from config.db import releasing_connections
-from patterns.engine import Finding, PatternError, Snapshot, build_snapshot, replace_findings
+from patterns.engine import (
+    Finding,
+    FindingBudget,
+    PatternError,
+    Snapshot,
+    build_snapshot,
+    replace_findings,
+)
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
+from patterns.occurrences import KnownValues, learnable
+from patterns.scanner import find_in_texts
 from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
 
 logger = logging.getLogger(__name__)
@@ -68,7 +77,9 @@ def loaded_snapshot() -> Snapshot | None:
 def load_snapshot(version: str = "") -> Snapshot:
     """Compile the enabled rules from the database."""
     try:
-        patterns = [p.to_spec() for p in Pattern.objects.filter(enabled=True)]
+        enabled = list(Pattern.objects.filter(enabled=True))
+        patterns = [p.to_spec() for p in enabled if not p.trial]
+        trial = [p.to_spec() for p in enabled if p.trial]
         terms = [t.to_spec() for t in SensitiveTerm.objects.filter(enabled=True)]
         allowed = list(AllowedValue.objects.filter(enabled=True).values_list("value", flat=True))
     except DatabaseError as exc:
@@ -79,17 +90,18 @@ def load_snapshot(version: str = "") -> Snapshot:
         logger.error("no masking rule is enabled; refusing to serve")
         raise RulesUnavailable("No masking rule is enabled.")
     try:
-        snapshot = build_snapshot(patterns, terms, allowed, version=version)
+        snapshot = build_snapshot(patterns, terms, allowed, version=version, trial=trial)
     except PatternError as exc:
         # The message names the pattern and the problem, never a value.
         logger.error("masking rules could not be compiled: %s", exc)
         raise RulesUnavailable("The masking rules could not be compiled.") from None
     logger.info(
-        "masking rules loaded: version=%s patterns=%d terms=%d allowed=%d",
+        "masking rules loaded: version=%s patterns=%d terms=%d allowed=%d trial=%d",
         version,
         len(snapshot.patterns),
         len(terms),
         len(allowed),
+        len(trial),
     )
     return snapshot
 
@@ -115,36 +127,72 @@ class MaskedTexts:
     clean: frozenset[str] = frozenset()
 
 
-def _findings(snapshot: Snapshot, texts: Sequence[str]) -> list[tuple[Finding, ...]]:
-    return [snapshot.find(text) for text in texts]
+@dataclass(frozen=True)
+class FoundValues:
+    """The values found in each of a batch of texts, before any placeholder is given."""
+
+    texts: tuple[str, ...]
+    findings: tuple[tuple[Finding, ...], ...]
+
+    @property
+    def distinct(self) -> int:
+        """How many different values were found."""
+        return len({f.value for findings in self.findings for f in findings})
+
+    def allocations(self, *, learn: bool = False) -> list[Allocation]:
+        """One allocation per distinct value, in order of first occurrence.
+
+        learn: the namespace learns the values worth masking wherever they stand."""
+        unique: dict[str, Allocation] = {}
+        for findings in self.findings:
+            for f in findings:
+                if f.value not in unique:
+                    unique[f.value] = Allocation(
+                        f.value, f.prefix, f.pattern, learn=learn and learnable(f)
+                    )
+        return list(unique.values())
 
 
-def _allocations(found: Sequence[tuple[Finding, ...]]) -> list[Allocation]:
-    return [Allocation(f.value, f.prefix, f.pattern) for findings in found for f in findings]
+def find_values(
+    snapshot: Snapshot,
+    texts: Sequence[str],
+    runs: Sequence[int] | None = None,
+    budget: FindingBudget | None = None,
+    known: KnownValues | None = None,
+) -> FoundValues:
+    """Every value in each text, here (CPU only: the caller decides on which thread).
+
+    runs and budget: as patterns.scanner.find_in_texts takes them; known: what the
+    namespace learned from its earlier requests.
+    """
+    found_known = known.find(texts, budget) if known else None
+    findings = find_in_texts(snapshot, texts, runs, budget, found_known)
+    return FoundValues(texts=tuple(texts), findings=findings)
 
 
-def _masked(
-    texts: Sequence[str], found: Sequence[tuple[Finding, ...]], placeholders: Mapping[str, str]
-) -> MaskedTexts:
+def masked_texts(found: FoundValues, placeholders: Mapping[str, str]) -> MaskedTexts:
+    """The texts with each value replaced by its placeholder (CPU only)."""
+    pairs = list(zip(found.texts, found.findings, strict=True))
     return MaskedTexts(
-        texts=tuple(
-            replace_findings(t, f, placeholders) for t, f in zip(texts, found, strict=True)
-        ),
+        texts=tuple(replace_findings(t, f, placeholders) if f else t for t, f in pairs),
         restore={placeholder: value for value, placeholder in placeholders.items()},
-        counts=Counter(f.pattern for findings in found for f in findings),
-        clean=frozenset(t for t, f in zip(texts, found, strict=True) if not f),
+        # A value split between pieces is one occurrence, counted where it starts.
+        counts=Counter(
+            f.pattern for findings in found.findings for f in findings if not f.continuation
+        ),
+        clean=frozenset(t for t, f in pairs if not f),
     )
 
 
 def mask_texts(*, namespace: str, texts: Sequence[str]) -> MaskedTexts:
     """Mask every text with the current rules, placing all values in one store round trip."""
-    found = _findings(rules_snapshot(), texts)
-    return _masked(texts, found, get_store().allocate(namespace, _allocations(found)))
+    found = find_values(rules_snapshot(), texts)
+    return masked_texts(found, get_store().allocate(namespace, found.allocations()))
 
 
 async def amask_texts(
     *, namespace: str, texts: Sequence[str], snapshot: Snapshot, store: AsyncMappingStore
 ) -> MaskedTexts:
     """mask_texts for the async request path, with the snapshot and store it already holds."""
-    found = _findings(snapshot, texts)
-    return _masked(texts, found, await store.allocate(namespace, _allocations(found)))
+    found = find_values(snapshot, texts)
+    return masked_texts(found, await store.allocate(namespace, found.allocations()))

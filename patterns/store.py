@@ -3,18 +3,20 @@
 Security assumptions: originals are stored only as AES-GCM ciphertext bound to their
 namespace, and found by an HMAC of (namespace, value), so a dump of Redis reveals no
 original. Every key carries the namespace (as a Redis Cluster hash tag, so one request's
-keys share a slot) and a TTL refreshed on use. Allocation runs in one Lua script: atomic
-across processes, one round trip however many values a request holds.
+keys share a slot) and a TTL refreshed on use. Allocation runs in Lua scripts: atomic across
+processes, one round trip for up to ALLOCATION_CHUNK values (a chunk keeps Redis busy for a
+few milliseconds at most, so one tenant's large request cannot stall the others').
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -34,15 +36,30 @@ logger = logging.getLogger(__name__)
 
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 _NONCE_BYTES = 12
+# Values placed by one allocation script: Redis runs a script alone, so a request with many
+# new values must not hold it for long (about 12 microseconds a value: 3 ms a chunk).
+ALLOCATION_CHUNK = 250
+# Values a namespace learns at most (patterns.memory); past them, values are still masked
+# where the rules find them, but not learned.
+LEARNED_VALUES_MAX = 100_000
 
-# ARGV: key base ("<prefix>:mask:{<namespace>}"), ttl, then per value: digest, placeholder
-# prefix, ciphertext, pattern name. Returns one placeholder per value, in order.
+# ARGV: key base ("<prefix>:mask:{<namespace>}"), ttl, the most values the namespace may
+# learn, a fresh token that starts its list of learned values if it has none, then per value:
+# digest, placeholder prefix, ciphertext, pattern name, and its learned record (the value with
+# its rule, sealed; "" for a value not to be learned). Returns one placeholder per value.
 _ALLOCATE_LUA = """
 local base = ARGV[1]
 local ttl = tonumber(ARGV[2])
+local learned_max = tonumber(ARGV[3])
+local learned_key = base .. ':learned'
+local learned_set = base .. ':learned-set'
+local learned = false
+if redis.call('EXISTS', learned_key) == 0 then
+  redis.call('DEL', learned_set)  -- the list expired: learn again what it held
+end
 local placeholders = {}
 local prefixes = {}
-for i = 3, #ARGV, 4 do
+for i = 5, #ARGV, 5 do
   local value_key = base .. ':v:' .. ARGV[i]
   local placeholder = redis.call('GET', value_key)
   if placeholder then
@@ -60,15 +77,43 @@ for i = 3, #ARGV, 4 do
     redis.call('SET', value_key, placeholder, 'EX', ttl)
     redis.call('HINCRBY', base .. ':count', ARGV[i + 3], 1)
   end
+  -- Learned once (the set), in the order learned (the list, after its starting token).
+  if ARGV[i + 4] ~= '' and redis.call('SCARD', learned_set) < learned_max
+      and redis.call('SADD', learned_set, ARGV[i]) == 1 then
+    if redis.call('LLEN', learned_key) == 0 then
+      redis.call('RPUSH', learned_key, ARGV[4])
+    end
+    redis.call('RPUSH', learned_key, ARGV[i + 4])
+    learned = true
+  end
   prefixes[ARGV[i + 1]] = true
   placeholders[#placeholders + 1] = placeholder
 end
--- Counters live as long as the mappings they numbered.
+-- Counters live as long as the mappings they numbered; what was learned, as long as the
+-- namespace allocates.
 for prefix in pairs(prefixes) do
   redis.call('EXPIRE', base .. ':seq:' .. prefix, ttl)
 end
 redis.call('EXPIRE', base .. ':count', ttl)
+if learned or redis.call('EXISTS', learned_key) == 1 then
+  redis.call('EXPIRE', learned_key, ttl)
+  redis.call('EXPIRE', learned_set, ttl)
+end
 return placeholders
+"""
+
+# ARGV: the list of learned values, the token the caller's copy started with, how many
+# entries of the list the caller has read. Returns the list's token and the entries after
+# those read, or (with another token: the list expired and started again) all its entries.
+_LEARNED_SINCE_LUA = """
+local token = redis.call('LINDEX', ARGV[1], 0)
+if not token then
+  return {'', {}}
+end
+if token == ARGV[2] then
+  return {token, redis.call('LRANGE', ARGV[1], tonumber(ARGV[3]), -1)}
+end
+return {token, redis.call('LRANGE', ARGV[1], 1, -1)}
 """
 
 
@@ -101,6 +146,30 @@ class Allocation:
     value: str
     prefix: str
     pattern: str
+    # Whether the namespace learns it: masked wherever it later stands (patterns.memory).
+    learn: bool = False
+
+
+@dataclass(frozen=True)
+class LearnedValue:
+    """A value a namespace learned: masked wherever it stands in its later requests."""
+
+    value: str
+    prefix: str
+    pattern: str
+
+
+@dataclass(frozen=True)
+class LearnedNews:
+    """What a namespace learned since a reader's last look.
+
+    token: the list's starting token ("" when it has none); when it differs from the one the
+    reader had, `records` are all of the list and replace what the reader held.
+    records: sealed (AsyncMappingStore.open_learned opens them).
+    """
+
+    token: str
+    records: tuple[bytes, ...]
 
 
 class ValueCipher:
@@ -123,6 +192,14 @@ class ValueCipher:
     def encrypt(self, namespace: str, value: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, value.encode(), namespace.encode())
+
+    def seal_learned(self, namespace: str, item: Allocation) -> bytes:
+        """A learned value's record, sealed like a value (its rule and prefix with it)."""
+        return self.encrypt(namespace, json.dumps([item.value, item.prefix, item.pattern]))
+
+    def open_learned(self, namespace: str, blob: bytes) -> LearnedValue:
+        value, prefix, pattern = json.loads(self.decrypt(namespace, blob))
+        return LearnedValue(value, prefix, pattern)
 
     def decrypt(self, namespace: str, blob: bytes) -> str:
         """The original value; raises ValueError if the blob was not sealed for namespace."""
@@ -159,6 +236,9 @@ class _KeyScheme:
     def counts(self, namespace: str) -> str:
         return f"{self.base(namespace)}:count"
 
+    def learned(self, namespace: str) -> str:
+        return f"{self.base(namespace)}:learned"
+
     @property
     def rules_version(self) -> str:
         return f"{self.key_prefix}:rules-version"
@@ -173,6 +253,21 @@ class _KeyScheme:
 
 
 @dataclass(frozen=True)
+class KeyUsage:
+    """What an API key used in the current minute: requests (this one included), CPU seconds."""
+
+    requests: int
+    cpu_seconds: float
+
+
+@dataclass(frozen=True)
+class PreparedAllocation:
+    """A request's values as allocation scripts will take them, one entry per chunk."""
+
+    chunks: tuple[tuple[tuple[Allocation, ...], list[Any]], ...]
+
+
+@dataclass(frozen=True)
 class Versions:
     """Tokens that move when admins change something processes cache ("" before any change)."""
 
@@ -181,10 +276,20 @@ class Versions:
     routes: str = ""
 
 
+@dataclass(frozen=True)
+class _Limits:
+    ttl: int
+    learned_max: int
+
+
 def _allocation_args(
-    keys: _KeyScheme, cipher: ValueCipher, ttl: int, namespace: str, items: Sequence[Allocation]
+    keys: _KeyScheme,
+    cipher: ValueCipher,
+    limits: _Limits,
+    namespace: str,
+    items: Sequence[Allocation],
 ) -> list[Any]:
-    args: list[Any] = [keys.base(namespace), ttl]
+    args: list[Any] = [keys.base(namespace), limits.ttl, limits.learned_max, os.urandom(8).hex()]
     for item in items:
         args.extend(
             (
@@ -192,9 +297,15 @@ def _allocation_args(
                 item.prefix,
                 cipher.encrypt(namespace, item.value),
                 item.pattern,
+                cipher.seal_learned(namespace, item) if item.learn else b"",
             )
         )
     return args
+
+
+def _learned_news(reply: Sequence[Any]) -> LearnedNews:
+    token, records = reply
+    return LearnedNews(token=_decode(token), records=tuple(records))
 
 
 def _unique(items: Iterable[Allocation]) -> list[Allocation]:
@@ -204,6 +315,15 @@ def _unique(items: Iterable[Allocation]) -> list[Allocation]:
     return list(seen.values())
 
 
+def _chunks(items: list[Allocation]) -> Iterator[list[Allocation]]:
+    for start in range(0, len(items), ALLOCATION_CHUNK):
+        yield items[start : start + ALLOCATION_CHUNK]
+
+
+def _placed(chunk: Sequence[Allocation], placeholders: Sequence[Any]) -> dict[str, str]:
+    return {item.value: _decode(p) for item, p in zip(chunk, placeholders, strict=True)}
+
+
 def _decode(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
@@ -211,24 +331,32 @@ def _decode(raw: bytes | str) -> str:
 class MappingStore:
     """Synchronous access to the mappings (admin pages, commands, tests)."""
 
-    def __init__(self, client: redis.Redis, cipher: ValueCipher, *, ttl: int, key_prefix: str):
+    def __init__(
+        self,
+        client: redis.Redis,
+        cipher: ValueCipher,
+        *,
+        ttl: int,
+        key_prefix: str,
+        learned_max: int = LEARNED_VALUES_MAX,
+    ):
         self._client = client
         self._cipher = cipher
-        self._ttl = ttl
+        self._limits = _Limits(ttl, learned_max)
         self._keys = _KeyScheme(key_prefix)
         self._allocate = client.register_script(_ALLOCATE_LUA)
 
     def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
-        """value -> placeholder for each value (existing or new), in one round trip."""
-        unique = _unique(items)
-        if not unique:
-            return {}
-        args = _allocation_args(self._keys, self._cipher, self._ttl, namespace, unique)
-        try:
-            placeholders = self._allocate(keys=[], args=args)
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from None
-        return {item.value: _decode(p) for item, p in zip(unique, placeholders, strict=True)}
+        """value -> placeholder for each value (existing or new), one round trip a chunk."""
+        placed: dict[str, str] = {}
+        for chunk in _chunks(_unique(items)):
+            args = _allocation_args(self._keys, self._cipher, self._limits, namespace, chunk)
+            try:
+                placeholders = self._allocate(keys=[], args=args)
+            except redis.RedisError as exc:
+                raise _unavailable(exc) from None
+            placed.update(_placed(chunk, placeholders))
+        return placed
 
     def restore(self, namespace: str, placeholders: Iterable[str]) -> dict[str, str]:
         """Originals of the placeholders this namespace issued (others are absent)."""
@@ -302,31 +430,50 @@ class AsyncMappingStore:
         sentinel: Sentinel | None = None,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 100,
+        learned_max: int = LEARNED_VALUES_MAX,
     ):
         self._client = client
         self._sentinel = sentinel  # closed with the client: it holds connections of its own
         self._wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
         self._cipher = cipher
-        self._ttl = ttl
+        self._limits = _Limits(ttl, learned_max)
         self._keys = _KeyScheme(key_prefix)
         self._allocate = client.register_script(_ALLOCATE_LUA)
+        self._learned_since = client.register_script(_LEARNED_SINCE_LUA)
         self._acquire_stream = client.register_script(_ACQUIRE_STREAM_LUA)
 
     async def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
-        """value -> placeholder for each value (existing or new), in one round trip."""
-        unique = _unique(items)
-        if not unique:
-            return {}
-        args = _allocation_args(self._keys, self._cipher, self._ttl, namespace, unique)
-        try:
-            if self._wait_replicas:
-                placeholders = await self._allocate_replicated(args)
-            else:
-                placeholders = await self._allocate(keys=[], args=args)
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from None
-        return {item.value: _decode(p) for item, p in zip(unique, placeholders, strict=True)}
+        """value -> placeholder for each value (existing or new), in one round trip per
+        ALLOCATION_CHUNK values, so that other requests' commands run between chunks."""
+        return await self.place(self.prepare(namespace, items))
+
+    def prepare(self, namespace: str, items: Iterable[Allocation]) -> PreparedAllocation:
+        """The scripts' arguments: a keyed hash and a ciphertext per value (CPU only, about
+        5 microseconds a value: callers with many values run it off the event loop)."""
+        return PreparedAllocation(
+            tuple(
+                (
+                    tuple(chunk),
+                    _allocation_args(self._keys, self._cipher, self._limits, namespace, chunk),
+                )
+                for chunk in _chunks(_unique(items))
+            )
+        )
+
+    async def place(self, prepared: PreparedAllocation) -> dict[str, str]:
+        """Run the prepared scripts: value -> placeholder (fail closed: MappingStoreUnavailable)."""
+        placed: dict[str, str] = {}
+        for chunk, args in prepared.chunks:
+            try:
+                if self._wait_replicas:
+                    placeholders = await self._allocate_replicated(args)
+                else:
+                    placeholders = await self._allocate(keys=[], args=args)
+            except redis.RedisError as exc:
+                raise _unavailable(exc) from None
+            placed.update(_placed(chunk, placeholders))
+        return placed
 
     async def _allocate_replicated(self, args: list[Any]) -> list[Any]:
         # Replication is asynchronous: a master that dies may take mappings its replicas never
@@ -363,6 +510,21 @@ class AsyncMappingStore:
             raise _unavailable(exc) from None
         return _decrypt_found(self._cipher, namespace, wanted, blobs)
 
+    async def learned_since(self, namespace: str, token: str, read: int) -> LearnedNews:
+        """What the namespace learned after the first `read` entries of its list (the token
+        counts as one), or all of it when its list no longer starts with `token`."""
+        try:
+            reply = await self._learned_since(
+                keys=[], args=[self._keys.learned(namespace), token, read]
+            )
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+        return _learned_news(reply)
+
+    def open_learned(self, namespace: str, records: Sequence[bytes]) -> list[LearnedValue]:
+        """The learned values of sealed records (CPU only, a few microseconds a record)."""
+        return [self._cipher.open_learned(namespace, record) for record in records]
+
     async def rules_version(self) -> str:
         """The current rules version token ("" when none was set yet)."""
         return (await self.versions()).rules
@@ -378,18 +540,34 @@ class AsyncMappingStore:
             rules=_decode(rules or b""), keys=_decode(keys or b""), routes=_decode(routes or b"")
         )
 
-    async def count_request(self, key_id: str, *, now: float) -> int:
-        """How many requests this key made in the current minute, this one included."""
-        window = int(now // 60)
-        name = f"{self._keys.key_prefix}:ratelimit:{key_id}:{window}"
+    async def key_usage(self, key_id: str, *, now: float) -> KeyUsage:
+        """Count one more request of this key in the current minute; what it used so far."""
+        requests, cpu = self._usage_keys(key_id, now)
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.incr(name)
-                pipe.expire(name, 120)
-                count, _ = await pipe.execute()
+                pipe.incr(requests)
+                pipe.expire(requests, 120)
+                pipe.get(cpu)
+                count, _, seconds = await pipe.execute()
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
-        return int(count)
+        return KeyUsage(requests=int(count), cpu_seconds=float(seconds or 0))
+
+    async def charge_cpu(self, key_id: str, seconds: float, *, now: float) -> None:
+        """Add CPU seconds spent on this key's requests to its current minute."""
+        _, cpu = self._usage_keys(key_id, now)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.incrbyfloat(cpu, seconds)
+                pipe.expire(cpu, 120)
+                await pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+
+    def _usage_keys(self, key_id: str, now: float) -> tuple[str, str]:
+        window = int(now // 60)
+        prefix = self._keys.key_prefix
+        return f"{prefix}:ratelimit:{key_id}:{window}", f"{prefix}:cpu:{key_id}:{window}"
 
     async def acquire_stream(
         self, key_id: str, stream_id: str, *, limit: int, now: float, max_age: float
@@ -466,6 +644,7 @@ def get_store(alias: str = "default") -> MappingStore:
         cipher_from_settings(),
         ttl=settings.MAPPING_TTL_SECONDS,
         key_prefix=settings.CACHES[alias].get("KEY_PREFIX", ""),
+        learned_max=settings.PROXY_LEARNED_VALUES_MAX,
     )
 
 
@@ -504,6 +683,7 @@ def build_async_store(alias: str = "default", *, max_connections: int = 64) -> A
         cipher_from_settings(),
         ttl=settings.MAPPING_TTL_SECONDS,
         key_prefix=config.get("KEY_PREFIX", ""),
+        learned_max=settings.PROXY_LEARNED_VALUES_MAX,
         sentinel=sentinel,
         wait_replicas=getattr(settings, "REDIS_WAIT_REPLICAS", 0),
         # Well inside the socket timeout, so that a late WAIT is our refusal, not a timeout.

@@ -17,6 +17,7 @@ from django.utils.functional import cached_property
 from proxy.auth import keys_changed
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord, ModelRoute, RouteFallback
+from proxy.permissions import may_view_keys
 from proxy.routes import credential_variable_error, route_from_row
 
 
@@ -197,11 +198,31 @@ class AuditRecordAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     date_hierarchy = "created_at"
     show_full_result_count = False  # no COUNT(*) over a large table on every page
+    # Which key made a request: shown, filtered and searched (a search is an oracle too) only
+    # for users who may view API keys, as on the dashboard (proxy.permissions).
+    key_fields = frozenset({"api_key", "key_prefix", "key_name", "namespace"})
+
+    def _without_keys(self, request: HttpRequest, names: Any) -> list[Any]:
+        if may_view_keys(request.user):
+            return list(names)
+        return [name for name in names if name not in self.key_fields]
+
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        return self._without_keys(request, super().get_list_display(request))
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        return self._without_keys(request, super().get_list_filter(request))
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        return self._without_keys(request, super().get_search_fields(request))
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: AuditRecord | None = None
     ) -> list[str]:
-        return [f.name for f in AuditRecord._meta.fields]
+        return self._without_keys(request, [f.name for f in AuditRecord._meta.fields])
+
+    def get_exclude(self, request: HttpRequest, obj: AuditRecord | None = None) -> list[str]:
+        return [] if may_view_keys(request.user) else sorted(self.key_fields)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

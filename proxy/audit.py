@@ -38,6 +38,7 @@ class AuditEntry:
     input_tokens: int | None = None
     output_tokens: int | None = None
     masked_by_pattern: Mapping[str, int] = field(default_factory=dict)
+    trial_by_pattern: Mapping[str, int] = field(default_factory=dict)
     restored_total: int = 0
     upstream_failed: bool = False
     upstream_model: str = ""
@@ -65,6 +66,7 @@ def audit_record(entry: AuditEntry) -> AuditRecord:
         output_tokens=entry.output_tokens,
         masked_total=sum(entry.masked_by_pattern.values()),
         masked_by_pattern=dict(entry.masked_by_pattern),
+        trial_by_pattern=dict(entry.trial_by_pattern),
         restored_total=entry.restored_total,
         upstream_model=entry.upstream_model,
     )

@@ -1,10 +1,12 @@
-"""Authentication of proxy API keys: x-api-key or Authorization: Bearer, one indexed lookup."""
+"""Authentication of proxy API keys (x-api-key or Authorization: Bearer, one indexed lookup),
+and of the operator's metrics token for monitoring."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +39,7 @@ class KeyPrincipal:
     name: str
     prefix: str
     namespace: str
+    # The key's own limits: None for the server's defaults, 0 for none.
     rate_limit_per_minute: int | None = None
     max_concurrent_streams: int | None = None
 
@@ -44,15 +47,36 @@ class KeyPrincipal:
     is_authenticated = True
 
 
+@dataclass(frozen=True)
+class MonitoringPrincipal:
+    """The operator's monitoring, by the metrics token: /metrics and the deep health probe."""
+
+    name: str = "metrics token"
+
+    # DRF's IsAuthenticated reads this.
+    is_authenticated = True
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of Authorization: Bearer <token>; None when none is sent."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
 def presented_key(request: Request) -> str | None:
     """The key from x-api-key, else from Authorization: Bearer; None when neither is sent."""
     key = request.headers.get("x-api-key", "").strip()
     if key:
         return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    return bearer_token(request.headers)
+
+
+def is_metrics_token(token: str | None) -> bool:
+    """Whether token is METRICS_TOKEN (compared in constant time); never while none is set."""
+    expected = settings.METRICS_TOKEN
+    return bool(expected and token and secret_matches(token, expected))
 
 
 def master_principal(key: str) -> KeyPrincipal | None:
@@ -195,3 +219,16 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         # A value here makes DRF answer 401 rather than 403 when no key is sent.
         return 'Bearer realm="api"'
+
+
+class MetricsTokenAuthentication(BaseAuthentication):
+    """Authorization: Bearer <METRICS_TOKEN>, for the operator's monitoring (/health).
+
+    Listed before ApiKeyAuthentication, which would take the token for a malformed API key;
+    any other bearer token is left to it (and refused there if it is not a key).
+    """
+
+    def authenticate(self, request: Request) -> tuple[MonitoringPrincipal, None] | None:
+        if is_metrics_token(bearer_token(request.headers)):
+            return MonitoringPrincipal(), None
+        return None

@@ -90,6 +90,30 @@ async def _listed_by(key: tuple[str, str, str], target: UpstreamTarget) -> list[
     return models
 
 
+def is_known_model(table: RouteTable, model: str) -> bool:
+    """Whether a requested name is one the routes or the catalogue know, not just any string.
+
+    Known: the name of an exact route, or a name that a pass-through Anthropic route serves
+    and that Anthropic lists (in LiteLLM's bundled list, or in a provider's list as last
+    fetched for GET /v1/models). Admins and providers choose these names, clients never do,
+    so they are few (what bounds the metrics' model label).
+    """
+    route = table.route_for(model)
+    if route is None:
+        return False
+    if route.is_exact:
+        return True  # the route's own name: route_for matched it exactly
+    if route.litellm_model != PASS_THROUGH:
+        return False
+    if model in upstream.known_anthropic_models():
+        return True
+    now = time.monotonic()
+    return any(
+        expires > now and any(entry.get("id") == model for entry in listed)
+        for expires, listed in list(_provider_lists.values())
+    )
+
+
 def model_page(models: list[dict[str, Any]], params: Mapping[str, str]) -> dict[str, Any]:
     """One page of the list, with Anthropic's before_id / after_id / limit parameters."""
     limit = _limit(params.get("limit"))

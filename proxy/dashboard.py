@@ -1,4 +1,8 @@
-"""The operators' dashboard: counts from the audit trail and the mapping store, never values."""
+"""The operators' dashboard: counts from the audit trail and the mapping store, never values.
+
+The page needs VIEW_AUDIT (staff without it get 403); its per-key parts need VIEW_KEYS as well
+and are neither shown nor computed without it (see proxy.permissions).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -18,6 +23,7 @@ from django.views.decorators.http import require_GET
 
 from proxy import charts
 from proxy.models import ApiKey
+from proxy.permissions import VIEW_AUDIT, may_view_keys
 from proxy.selectors import DashboardOverview, dashboard_overview
 
 DEFAULT_DAYS = 14
@@ -54,9 +60,12 @@ class DashboardFilterForm(forms.Form):
         queryset=ApiKey.objects.order_by("name"), required=False, empty_label="All keys"
     )
 
-    def __init__(self, *args: Any, today: date, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, today: date, show_keys: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.today = today
+        if not show_keys:
+            # Even the list of key names is for those who may view keys; a ?key= is ignored.
+            del self.fields["key"]
         if not self.is_bound:
             default = default_filter(today)
             self.initial = {"start": default.start, "end": default.end}
@@ -110,17 +119,22 @@ def _charts(overview: DashboardOverview) -> dict[str, SafeString]:
 
 @never_cache
 @require_GET
-@staff_member_required
+@staff_member_required  # anonymous and non-staff visitors: to the admin login
+@permission_required(VIEW_AUDIT, raise_exception=True)  # staff without it: 403
 def dashboard(request: HttpRequest) -> HttpResponse:
-    form = DashboardFilterForm(request.GET or None, today=timezone.localdate())
+    show_keys = may_view_keys(request.user)
+    form = DashboardFilterForm(request.GET or None, today=timezone.localdate(), show_keys=show_keys)
     selected = form.to_filter()
-    overview = dashboard_overview(start=selected.start, end=selected.end, key_id=selected.key_id)
+    overview = dashboard_overview(
+        start=selected.start, end=selected.end, key_id=selected.key_id, with_keys=show_keys
+    )
     context = {
         **admin.site.each_context(request),
         "is_nav_sidebar_enabled": False,  # the page needs its full width for the charts
         "title": "Dashboard",
         "form": form,
         "filter": selected,
+        "show_keys": show_keys,
         "overview": overview,
         "charts": _charts(overview),
         "error_percent": overview.totals.error_rate * 100,

@@ -1,9 +1,14 @@
-"""GET /health: can this process serve? Database, mapping store, rules, provider."""
+"""GET /health: can this process serve? Database, mapping store, rules, provider.
+
+The live provider probe (deep) is a paid call: at most one per process per
+HEALTH_PROBE_CACHE_SECONDS (ProbeCache); who may ask for it is the view's concern.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +22,7 @@ from patterns.services import RulesUnavailable, arules_snapshot
 from patterns.store import MappingStoreUnavailable
 from proxy import upstream
 from proxy.errors import ProxyError
-from proxy.routes import DEFAULT_ROUTE, RouteTable, aroute_table
+from proxy.routes import DEFAULT_ROUTE, RouteTable, UpstreamTarget, aroute_table
 from proxy.stores import request_store
 
 
@@ -95,17 +100,79 @@ async def check_upstream(*, deep: bool) -> Component:
 
 
 async def _probe(table: RouteTable, detail: dict[str, Any]) -> Component:
+    try:
+        target = table.targets(settings.PROXY_HEALTH_MODEL)[0]
+    except ProxyError as exc:  # no route serves the health model
+        return Component("degraded", {**detail, "probe": "error", "probe_status": exc.status})
+    result, shared = await probes.result(target)
+    state = "healthy" if result.probe == "healthy" else "degraded"
+    probe = {"probe": result.probe, **result.detail, "probe_cached": shared}
+    return Component(state, {**detail, **probe})
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    probe: str  # healthy, timeout or error
+    detail: Mapping[str, Any]  # latency_ms, or the provider's probe_status
+    finished_at: float = field(default_factory=time.monotonic)
+
+
+async def _live_probe(target: UpstreamTarget) -> ProbeResult:
     started = time.monotonic()
     timeout = settings.PROXY_HEALTH_PROBE_TIMEOUT
     try:
-        target = table.targets(settings.PROXY_HEALTH_MODEL)[0]
         await asyncio.wait_for(upstream.probe(target, timeout), timeout)
     except TimeoutError:
-        return Component("degraded", {**detail, "probe": "timeout"})
+        return ProbeResult("timeout", {})
     except ProxyError as exc:
         probe = "timeout" if exc.status == 504 else "error"
-        return Component("degraded", {**detail, "probe": probe, "probe_status": exc.status})
-    return Component("healthy", {**detail, "probe": "healthy", "latency_ms": _ms_since(started)})
+        return ProbeResult(probe, {"probe_status": exc.status})
+    return ProbeResult("healthy", {"latency_ms": _ms_since(started)})
+
+
+class ProbeCache:
+    """At most one live provider probe per process per HEALTH_PROBE_CACHE_SECONDS.
+
+    Each probe is a paid provider call: callers within that time of the last one, or while
+    one is running, share its result, so that no caller (with a key or not) can turn
+    /health?deep=1 into an amplifier of provider calls. A different target (a route or
+    PROXY_HEALTH_MODEL changed) is probed at once.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[UpstreamTarget, asyncio.Task[ProbeResult]] | None = None
+
+    async def result(self, target: UpstreamTarget) -> tuple[ProbeResult, bool]:
+        """The probe's result for target, and whether it was shared rather than made now."""
+        loop = asyncio.get_running_loop()
+        task = self._reusable(target, loop)
+        shared = task is not None
+        if task is None:
+            task = loop.create_task(_live_probe(target))
+            self._last = (target, task)  # also the task's reference while it runs
+        # Shielded: a caller that hangs up does not cancel the probe others are waiting for.
+        return await asyncio.shield(task), shared
+
+    def _reusable(
+        self, target: UpstreamTarget, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Task[ProbeResult] | None:
+        if self._last is None or self._last[0] != target:
+            return None
+        task = self._last[1]
+        if not task.done():
+            # A task can only be awaited on its own loop (one per process, outside tests).
+            return task if task.get_loop() is loop else None
+        if task.cancelled() or task.exception() is not None:
+            return None
+        age = time.monotonic() - task.result().finished_at
+        return task if age < settings.HEALTH_PROBE_CACHE_SECONDS else None
+
+    def clear(self) -> None:
+        """Forget the last probe (tests)."""
+        self._last = None
+
+
+probes = ProbeCache()
 
 
 async def health_report(*, deep: bool = False) -> tuple[dict[str, Any], int]:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from proxy import upstream
+from proxy import fair_use, services, upstream
 from proxy.audit import drain_audit
 from proxy.stores import close_store
 
@@ -55,11 +55,13 @@ async def _finish_requests(seconds: float) -> None:
 async def shutdown() -> None:
     """Once the server has finished (or cut) its requests: write their audit records, close
     clients."""
+    await fair_use.loop_watch.stop()
     await _finish_requests(SHUTDOWN_REQUESTS_SECONDS)
     if not await drain_audit(SHUTDOWN_AUDIT_SECONDS):
         logger.error("shutdown: audit records still unwritten after %ss", SHUTDOWN_AUDIT_SECONDS)
     await close_store()
     await upstream.close_clients()
+    await services.scanner.aclose()
 
 
 async def serve_lifespan(receive: Receive, send: Send) -> None:
@@ -67,6 +69,8 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            services.scanner.start()
+            fair_use.loop_watch.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await shutdown()

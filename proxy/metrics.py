@@ -1,5 +1,8 @@
 """Prometheus metrics: requests, latencies, masked values per pattern, upstream and Redis errors.
 
+Every label takes a bounded set of values: none is a string a client chose (model names are
+"other" unless the routes or the catalogue know them).
+
 With several worker processes, set PROMETHEUS_MULTIPROC_DIR (prometheus_client's
 multiprocess mode) so that any worker's /metrics answers for all of them.
 """
@@ -16,7 +19,9 @@ from prometheus_client import (
     multiprocess,
 )
 
+from proxy import catalog
 from proxy.audit import AuditEntry
+from proxy.routes import loaded_route_table
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -45,11 +50,24 @@ MAPPING_STORE_ERRORS = Counter(
 )
 
 
+OTHER_MODEL = "other"
+
+
+def model_label(model: str) -> str:
+    """The requested model as a label: a name the routes or the catalogue know, else "other".
+
+    Clients choose model names: taken as sent, every new name would be a new time series, for
+    as long as the process lives. The audit row keeps the name (proxy.services.model_label).
+    """
+    return model if catalog.is_known_model(loaded_route_table(), model) else OTHER_MODEL
+
+
 def observe(entry: AuditEntry) -> None:
     """Count one finished request (called with its audit entry: one source of truth)."""
     stream = "true" if entry.stream else "false"
-    # entry.model is already reduced to a plausible model name (proxy.services.model_label).
-    REQUESTS.labels(entry.endpoint, entry.model, str(entry.status), stream).inc()
+    # entry.model has been through proxy.services.model_label: a name with a sensitive value
+    # in it is "(masked)" already, which no route or catalogue knows.
+    REQUESTS.labels(entry.endpoint, model_label(entry.model), str(entry.status), stream).inc()
     REQUEST_SECONDS.labels(entry.endpoint, stream).observe(entry.latency_ms / 1000)
     if entry.upstream_latency_ms is not None:
         UPSTREAM_SECONDS.labels(entry.endpoint).observe(entry.upstream_latency_ms / 1000)

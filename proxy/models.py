@@ -23,10 +23,16 @@ class ApiKey(models.Model):
     )
     enabled = models.BooleanField(default=True)
     rate_limit_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Requests per minute; empty for no limit."
+        null=True,
+        blank=True,
+        help_text="Requests per minute; empty for the server's default "
+        "(PROXY_DEFAULT_RATE_LIMIT_PER_MINUTE), 0 for no limit.",
     )
     max_concurrent_streams = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Streams open at once; empty for no limit."
+        null=True,
+        blank=True,
+        help_text="Streams open at once; empty for the server's default "
+        "(PROXY_DEFAULT_MAX_CONCURRENT_STREAMS), 0 for no limit.",
     )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
@@ -80,6 +86,8 @@ class AuditRecord(models.Model):
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     masked_total = models.PositiveIntegerField(default=0)
     masked_by_pattern = models.JSONField(default=dict, blank=True)
+    # What rules on trial would have masked (counted, not masked), by rule.
+    trial_by_pattern = models.JSONField(default=dict, blank=True)
     restored_total = models.PositiveIntegerField(default=0)
     upstream_model = models.CharField(
         max_length=200, blank=True, default="", help_text="The LiteLLM model that answered."

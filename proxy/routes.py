@@ -350,6 +350,12 @@ async def aroute_table(version: str) -> RouteTable:
     return table
 
 
+def loaded_route_table() -> RouteTable:
+    """The process's route table as last loaded, without reading anything; before the first
+    load, the default route alone (when PROXY_DEFAULT_ROUTE has it)."""
+    return _current or build_table("", (), default_route=settings.PROXY_DEFAULT_ROUTE)
+
+
 def routes_changed() -> None:
     """Move the routes version so that every process reloads its route table."""
     global _current

@@ -161,8 +161,19 @@ def masked_by_pattern(
     *, start: date, end: date, key_id: int | None = None
 ) -> list[tuple[str, int]]:
     """(pattern, values masked), most first. Summed in Python: JSON sums are not portable."""
+    return _summed_counts("masked_by_pattern", start=start, end=end, key_id=key_id)
+
+
+def trial_by_pattern(*, start: date, end: date, key_id: int | None = None) -> list[tuple[str, int]]:
+    """(rule on trial, matches it would have masked), most first."""
+    return _summed_counts("trial_by_pattern", start=start, end=end, key_id=key_id)
+
+
+def _summed_counts(
+    column: str, *, start: date, end: date, key_id: int | None
+) -> list[tuple[str, int]]:
     totals: Counter[str] = Counter()
-    rows = _records(start=start, end=end, key_id=key_id).values_list("masked_by_pattern", flat=True)
+    rows = _records(start=start, end=end, key_id=key_id).values_list(column, flat=True)
     for counts in rows.iterator(chunk_size=2000):
         if isinstance(counts, dict):
             totals.update({k: v for k, v in counts.items() if isinstance(v, int) and v > 0})
@@ -314,24 +325,32 @@ class DashboardOverview:
     daily: list[DayCounts]
     by_pattern: list[tuple[str, int]]
     by_category: list[tuple[str, int]]
-    by_key: list[KeyUsage]
+    on_trial: list[tuple[str, int]]
+    by_key: list[KeyUsage]  # empty unless asked for with_keys
     by_model: list[ModelUsage]
     latency: LatencySummary
     errors: list[ErrorCount]
-    namespaces: list[NamespaceCounts]
+    namespaces: list[NamespaceCounts]  # empty unless asked for with_keys
 
 
-def dashboard_overview(*, start: date, end: date, key_id: int | None = None) -> DashboardOverview:
-    """Everything the dashboard shows, for one range and key: the view's single call."""
+def dashboard_overview(
+    *, start: date, end: date, key_id: int | None = None, with_keys: bool
+) -> DashboardOverview:
+    """Everything the dashboard shows, for one range and key: the view's single call.
+
+    Without with_keys, nothing that names or counts per API key is read (usage per key, live
+    mappings per namespace): what a user may not see is not computed either.
+    """
     by_pattern = masked_by_pattern(start=start, end=end, key_id=key_id)
     return DashboardOverview(
         totals=audit_totals(start=start, end=end, key_id=key_id),
         daily=audit_daily_series(start=start, end=end, key_id=key_id),
         by_pattern=by_pattern,
         by_category=masked_by_category(pattern_counts=by_pattern),
-        by_key=usage_by_key(start=start, end=end, key_id=key_id),
+        on_trial=trial_by_pattern(start=start, end=end, key_id=key_id),
+        by_key=usage_by_key(start=start, end=end, key_id=key_id) if with_keys else [],
         by_model=usage_by_model(start=start, end=end, key_id=key_id),
         latency=latency_percentiles(start=start, end=end, key_id=key_id),
         errors=error_breakdown(start=start, end=end, key_id=key_id),
-        namespaces=live_mapping_counts(key_id=key_id),
+        namespaces=live_mapping_counts(key_id=key_id) if with_keys else [],
     )

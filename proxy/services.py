@@ -6,43 +6,64 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
+from patterns.engine import FindingBudget, Snapshot, TooManyFindings
+from patterns.memory import learning, process_memory
+from patterns.occurrences import KnownValues
+from patterns.scanner import Scanner, ScannerUnavailable, holds_values
 from patterns.services import (
+    FoundValues,
     MaskedTexts,
     RulesUnavailable,
-    amask_texts,
     arules_snapshot,
+    find_values,
     loaded_snapshot,
+    masked_texts,
 )
-from patterns.store import MappingStoreUnavailable, Versions
-from proxy import catalog, upstream
+from patterns.store import (
+    AsyncMappingStore,
+    MappingStoreUnavailable,
+    PreparedAllocation,
+    Versions,
+)
+from proxy import catalog, fair_use, upstream
 from proxy.audit import AuditEntry, write_audit_later
 from proxy.auth import KeyPrincipal
 from proxy.errors import (
     InvalidRequest,
     MaskingUnavailable,
     ProxyError,
-    RateLimited,
+    RequestTooLarge,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from proxy.fair_use import Work, run_cpu
 from proxy.masking import (
+    RequestStrings,
+    forwarded_request,
+    holds_value,
     replace_request_texts,
-    request_texts,
+    request_strings,
     restore_response,
-    unmaskable_leftovers,
 )
 from proxy.routes import UpstreamTarget, aroute_table
 from proxy.stores import request_store
 from proxy.streaming import StreamRestorer, encode_sse
+from proxy.validation import (
+    ANTHROPIC_BETA_HEADER,
+    RequestLimits,
+    parse_json_body,
+    validate_messages_request,
+)
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UPSTREAM_ERRORS = (UpstreamError, UpstreamTimeout, UpstreamUnreachable)
 CLIENT_CLOSED_STATUS, CLIENT_CLOSED_ERROR = 499, "client_closed"
@@ -53,10 +74,20 @@ COUNTED_FIELDS = frozenset(
 
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/\[\]-]{0,99}\Z")
+# Occurrences of values a request may hold, per distinct value it may hold (the same ID in
+# every line of a log is ordinary; a million IDs in one request are not).
+OCCURRENCES_PER_VALUE = 10
+UNMASKABLE = (
+    "A sensitive value sits where it cannot be masked (a name, an id, a setting, a URL the "
+    "provider fetches or a header); the request was not sent."
+)
 
 
 def model_label(model: Any) -> str:
-    """The model name as logs and audit rows may hold it: a name, never a value."""
+    """The model name as logs and audit rows may hold it: a name, never a value ("" before
+    the body was read)."""
+    if model is None:
+        return ""
     if not isinstance(model, str) or not _MODEL_NAME.match(model):
         return "(invalid)"
     snapshot = loaded_snapshot()
@@ -72,10 +103,12 @@ class ProxyCall:
     principal: KeyPrincipal
     endpoint: str
     body: dict[str, Any]
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # the client headers the provider sees, checked
     request_id: str
+    work: Work = field(default_factory=Work)  # its size, and CPU seconds off the event loop
     started: float = field(default_factory=time.monotonic)
     masked: MaskedTexts | None = None
+    trial_counts: Mapping[str, int] = field(default_factory=dict)  # rules on trial
     # The rules version token, when authentication already read it from Redis; whether
     # Redis failed to answer then (the request is refused without asking it again).
     rules_version: str | None = None
@@ -107,31 +140,184 @@ class ProxyCall:
             error_type=error_type,
             latency_ms=int((time.monotonic() - self.started) * 1000),
             masked_by_pattern=counts,
+            trial_by_pattern=dict(self.trial_counts),
             upstream_model=model_label(self.upstream_model) if self.upstream_model else "",
             **extra,
         )
 
 
+# The process's scanning process (started at start-up, see proxy.lifecycle).
+scanner = Scanner()
+
+
+async def accept_request(call: ProxyCall, raw: bytes, *, count_tokens: bool) -> None:
+    """Admit the request, then parse and validate its body into call.body.
+
+    The key's limits come first: a key past them does not get its body parsed.
+    Raises InvalidRequest, RequestTooLarge or RateLimited.
+    """
+    call.work.size = len(raw)
+    if not call.store_unavailable:  # else refused once the body is read (with its model)
+        await fair_use.within_limits(call.principal)
+    try:
+        call.body = await run_cpu(call.work, _parse_and_validate, raw, count_tokens, _limits())
+    finally:
+        await fair_use.charge(call.principal, call.work)
+
+
+def _limits() -> RequestLimits:
+    return RequestLimits.from_settings()
+
+
+def _parse_and_validate(raw: bytes, count_tokens: bool, limits: RequestLimits) -> dict[str, Any]:
+    body = parse_json_body(raw)
+    validate_messages_request(body, count_tokens=count_tokens, limits=limits)
+    return body
+
+
 async def mask_request(call: ProxyCall) -> dict[str, Any]:
-    """The request with every text masked in the caller's namespace (fail closed)."""
+    """The forwarded request with every text masked in the caller's namespace (fail closed).
+
+    Everything that refuses a request (a value where no placeholder can go, too many strings
+    or values) is decided before any value is placed in Redis. A large request's texts are
+    scanned in the scanning process, the rest of its work done on a thread.
+    """
+    try:
+        return await _masked(call)
+    finally:
+        await fair_use.charge(call.principal, call.work)
+
+
+async def _masked(call: ProxyCall) -> dict[str, Any]:
     store = request_store()
     try:
         snapshot = await arules_snapshot(store, call.rules_version)
-        texts = request_texts(call.body)
-        call.masked = await amask_texts(
-            namespace=call.principal.namespace, texts=texts, snapshot=snapshot, store=store
-        )
     except (MappingStoreUnavailable, RulesUnavailable):
         raise MaskingUnavailable() from None
-    masked = replace_request_texts(call.body, iter(call.masked.texts))
-    leftover = unmaskable_leftovers(masked, snapshot, known_clean=call.masked.clean)
-    if leftover is not None:
-        # The path is not quoted back: it is built from the client's keys, which may be values.
-        raise InvalidRequest(
-            "A sensitive value sits where it cannot be masked (an id, a block type, the model "
-            "name or a tool name); the request was not sent."
+    namespace = call.principal.namespace
+    try:
+        known = await process_memory().known(store, namespace, snapshot)
+    except MappingStoreUnavailable:
+        raise MaskingUnavailable() from None
+    body = forwarded_request(call.body)
+    limits = _value_limits()
+    strings = await run_cpu(call.work, _checked_strings, body, call.headers, snapshot, limits)
+    found = await _found_values(call, snapshot, strings, limits, known)
+    if snapshot.trial is not None:
+        call.trial_counts = await run_cpu(call.work, snapshot.trial_counts, strings.texts)
+    prepared = await run_cpu(call.work, _prepare, store, namespace, found)
+    try:
+        placeholders = await store.place(prepared)
+    except MappingStoreUnavailable:
+        raise MaskingUnavailable() from None
+    call.masked = masked = await run_cpu(call.work, masked_texts, found, placeholders)
+    # Masking reaches a fixpoint: a masked text in which a value is still found would go out
+    # with it, so the request stops here instead (a rule that cannot converge, say).
+    changed = [
+        after
+        for before, after in zip(found.texts, masked.texts, strict=True)
+        if after is not before
+    ]
+    if await _hold_values(call, snapshot, changed, frozenset(placeholders.values())):
+        raise InvalidRequest(UNMASKABLE)
+    return await run_cpu(call.work, replace_request_texts, body, iter(masked.texts))
+
+
+def _prepare(store: AsyncMappingStore, namespace: str, found: FoundValues) -> PreparedAllocation:
+    return store.prepare(namespace, found.allocations(learn=learning()))
+
+
+@dataclass(frozen=True)
+class _ValueLimits:
+    strings: int
+    values: int
+
+    @property
+    def occurrences(self) -> int:
+        return self.values * OCCURRENCES_PER_VALUE
+
+    def too_many(self) -> RequestTooLarge:
+        return RequestTooLarge(
+            f"The request holds more than {self.values} distinct sensitive values, or more "
+            f"than {self.occurrences} occurrences of them (this proxy's "
+            "PROXY_MAX_VALUES_PER_REQUEST); send them in smaller requests."
         )
-    return masked
+
+
+def _value_limits() -> _ValueLimits:
+    return _ValueLimits(
+        strings=settings.PROXY_MAX_STRINGS, values=settings.PROXY_MAX_VALUES_PER_REQUEST
+    )
+
+
+def _checked_strings(
+    body: Mapping[str, Any], headers: Mapping[str, str], snapshot: Snapshot, limits: _ValueLimits
+) -> RequestStrings:
+    """The request's strings by place; refuses values where no placeholder can go, and
+    requests with too many strings."""
+    strings = request_strings(body)
+    if len(strings.texts) + len(strings.checked) > limits.strings:
+        raise RequestTooLarge(
+            f"At most {limits.strings} strings in one request (this proxy's PROXY_MAX_STRINGS)."
+        )
+    betas = headers.get(ANTHROPIC_BETA_HEADER, "").split(",")
+    # The same names recur (types, roles, tool names): each distinct one is scanned once.
+    if any(holds_value(text, snapshot) for text in {*strings.checked, *betas}):
+        raise InvalidRequest(UNMASKABLE)
+    return strings
+
+
+async def _found_values(
+    call: ProxyCall,
+    snapshot: Snapshot,
+    strings: RequestStrings,
+    limits: _ValueLimits,
+    known: KnownValues,
+) -> FoundValues:
+    """The values in the texts (with what the namespace learned), refused past the limits (a
+    text dense with values costs time per match: the scan stops at a budget rather than
+    finish what will be refused)."""
+    budget = FindingBudget(limits.occurrences)
+    try:
+        if not call.work.heavy:
+            found = find_values(snapshot, strings.texts, strings.runs, budget, known)
+        else:
+            # The learned values' automaton stays here; the scanning process gets what it found.
+            found_known = await run_cpu(call.work, known.find, strings.texts, budget)
+            async with fair_use.heavy_turn():
+                scanned = await _scan_elsewhere(
+                    scanner.find(
+                        snapshot, strings.texts, strings.runs, budget.remaining, found_known
+                    )
+                )
+            call.work.cpu_seconds += scanned.cpu_seconds
+            found = FoundValues(texts=tuple(strings.texts), findings=scanned.findings)
+    except TooManyFindings:
+        raise limits.too_many() from None
+    if found.distinct > limits.values:
+        raise limits.too_many()
+    return found
+
+
+async def _hold_values(
+    call: ProxyCall, snapshot: Snapshot, texts: list[str], placeholders: frozenset[str]
+) -> bool:
+    if not call.work.heavy:
+        return holds_values(snapshot, texts, placeholders)
+    async with fair_use.heavy_turn():
+        held, cpu_seconds = await _scan_elsewhere(
+            scanner.holds_values(snapshot, texts, placeholders)
+        )
+    call.work.cpu_seconds += cpu_seconds
+    return held
+
+
+async def _scan_elsewhere(job: Awaitable[T]) -> T:
+    try:
+        return await job
+    except ScannerUnavailable:
+        logger.error("the scanning process stopped; the request was refused")
+        raise MaskingUnavailable() from None
 
 
 async def upstream_targets(call: ProxyCall) -> list[UpstreamTarget]:
@@ -140,83 +326,46 @@ async def upstream_targets(call: ProxyCall) -> list[UpstreamTarget]:
     return table.targets(call.body["model"])
 
 
-async def admit(call: ProxyCall) -> None:
-    """Let the request in: Redis answered, and the key is within its requests-per-minute
-    limit (one Redis round trip, only when a limit is set)."""
+def admit(call: ProxyCall) -> None:
+    """Let the request in: Redis answered when authentication asked it (fail closed)."""
     if call.store_unavailable:
         raise MaskingUnavailable()
-    await _within_rate_limit(call.principal)
 
 
 async def available_models(principal: KeyPrincipal, versions: Versions | None) -> list[Any]:
     """GET /v1/models: what may be requested (a request against the key's rate limit)."""
     if versions is None:
         raise MaskingUnavailable()  # Redis is away: this process serves nothing
-    await _within_rate_limit(principal)
+    await fair_use.within_limits(principal)
     return await catalog.available_models(await aroute_table(versions.routes))
-
-
-async def _within_rate_limit(principal: KeyPrincipal) -> None:
-    limit = principal.rate_limit_per_minute
-    if limit is None:
-        return
-    now = time.time()
-    try:
-        count = await request_store().count_request(principal.prefix, now=now)
-    except MappingStoreUnavailable:
-        raise MaskingUnavailable() from None
-    if count > limit:
-        retry_after = str(60 - int(now % 60))
-        raise RateLimited(
-            f"This API key may send {limit} requests a minute.",
-            headers={"retry-after": retry_after},
-        )
-
-
-async def _take_stream_slot(call: ProxyCall) -> bool:
-    """Take a stream slot when the key has a cap; True when one must be released later."""
-    limit = call.principal.max_concurrent_streams
-    if limit is None or not call.body.get("stream"):
-        return False
-    try:
-        taken = await request_store().acquire_stream(
-            call.principal.prefix,
-            call.request_id,
-            limit=limit,
-            now=time.time(),
-            max_age=settings.PROXY_UPSTREAM_TIMEOUT + 60,
-        )
-    except MappingStoreUnavailable:
-        raise MaskingUnavailable() from None
-    if not taken:
-        raise RateLimited(f"This API key may have {limit} streams open at once.")
-    return True
-
-
-async def _release_stream_slot(call: ProxyCall) -> None:
-    await request_store().release_stream(call.principal.prefix, call.request_id)
 
 
 async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]:
     """Messages: a restored message object, or an SSE byte stream restored as it flows."""
     slot = False
     try:
-        await admit(call)
+        admit(call)
         targets = await upstream_targets(call)
-        slot = await _take_stream_slot(call)
+        slot = bool(call.body.get("stream")) and await fair_use.take_stream_slot(
+            call.principal, call.request_id
+        )
         masked_body = await mask_request(call)
         upstream_started = time.monotonic()
-        target, result = await upstream.create_message(masked_body, call.headers, targets)
+        if call.work.heavy:
+            await fair_use.loop_watch.slack()  # LiteLLM's work for it, too, waits its turn
+        target, result = await upstream.create_message(
+            masked_body, call.headers, targets, large=call.work.heavy
+        )
         call.upstream_model = target.model
     except ProxyError as error:
         if slot:
-            await _release_stream_slot(call)
+            await fair_use.release_stream_slot(call.principal, call.request_id)
         write_audit_later(call.failed(error))
         raise
     except asyncio.CancelledError:
         # The client left (or the server stopped) before the answer began.
         if slot:
-            await _release_stream_slot(call)
+            await fair_use.release_stream_slot(call.principal, call.request_id)
         write_audit_later(call.client_left())
         raise
     upstream_ms = int((time.monotonic() - upstream_started) * 1000)
@@ -277,9 +426,9 @@ async def _restored_stream(
         status, error_type = CLIENT_CLOSED_STATUS, CLIENT_CLOSED_ERROR
         raise
     finally:
-        await _close_quietly(stream)
+        await upstream.close_quietly(stream)
         if slot:
-            await _release_stream_slot(call)
+            await fair_use.release_stream_slot(call.principal, call.request_id)
         write_audit_later(
             call.audit(
                 status=status,
@@ -291,19 +440,10 @@ async def _restored_stream(
         )
 
 
-async def _close_quietly(stream: AsyncIterator[bytes]) -> None:
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except (RuntimeError, OSError) as exc:
-            logger.debug("closing the upstream stream: %s", type(exc).__name__)
-
-
 async def count_tokens(call: ProxyCall) -> dict[str, Any]:
     """count_tokens on the masked request: the provider counts what it would read."""
     try:
-        await admit(call)
+        admit(call)
         [target, *_] = await upstream_targets(call)
         masked_body = {k: v for k, v in (await mask_request(call)).items() if k in COUNTED_FIELDS}
         result = await upstream.count_tokens(masked_body, call.headers, target)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from patterns.engine import StreamUnmasker, unmask_counted
+from proxy.masking import restore_block
 
 _LINE_END = re.compile(rb"[\r\n]")
 _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
@@ -21,7 +22,6 @@ _RESTORED_DELTAS: Mapping[str, tuple[str, bool]] = {
     "text_delta": ("text", False),
     "input_json_delta": ("partial_json", True),
 }
-_UNTOUCHED_BLOCKS = ("thinking", "redacted_thinking")  # a tuple: "in" must not hash
 # Nothing may still be held back once one of these is relayed: the message is over.
 _END_EVENTS = frozenset({"message_delta", "message_stop", "error"})
 _FINAL_EVENTS = frozenset({"message_stop", "error"})
@@ -311,6 +311,11 @@ class StreamRestorer:
             self._send(out, event.raw)
             return
         kind = delta.get("type")
+        if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
+            # A whole citation at once: restored like the citations of a whole reply.
+            restored_delta = {**delta, "citation": restore_block(delta["citation"], self._unmask)}
+            self._send_rewritten(out, event, payload, "delta", restored_delta)
+            return
         if not isinstance(kind, str) or kind not in _RESTORED_DELTAS:
             self._send(out, event.raw)
             return
@@ -335,33 +340,28 @@ class StreamRestorer:
     def _start(self, event: SSEEvent, payload: dict[str, Any], out: list[bytes]) -> None:
         index, block = payload.get("index"), payload.get("content_block")
         self._flush_block(index, out)  # a reused index (never seen) closes the old block
-        if not isinstance(block, dict) or block.get("type") in _UNTOUCHED_BLOCKS:
+        if not isinstance(block, dict):
             self._send(out, event.raw)
             return
-        restored = dict(block)
-        if isinstance(block.get("text"), str):
-            restored["text"] = self._unmask(block["text"])
-        if "input" in block:
-            restored["input"] = self._unmask_leaves(block["input"])
-        if restored == block:
+        # The places a whole reply's blocks are restored in, and no others (names never).
+        self._send_rewritten(
+            out, event, payload, "content_block", restore_block(block, self._unmask)
+        )
+
+    def _send_rewritten(
+        self, out: list[bytes], event: SSEEvent, payload: dict[str, Any], key: str, value: Any
+    ) -> None:
+        """The event as received when payload[key] is unchanged, else re-encoded with value."""
+        if value == payload[key]:
             self._send(out, event.raw)
         else:
-            rewritten = {**payload, "content_block": restored}
-            self._send(out, encode_sse(event.event or "content_block_start", rewritten))
+            rewritten = {**payload, key: value}
+            self._send(out, encode_sse(event.event or str(payload.get("type")), rewritten))
 
     def _unmask(self, text: str) -> str:
         restored, count = unmask_counted(text, self._restore)
         self._restored += count
         return restored
-
-    def _unmask_leaves(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self._unmask(value)
-        if isinstance(value, dict):
-            return {key: self._unmask_leaves(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [self._unmask_leaves(item) for item in value]
-        return value
 
     def _flush_block(self, index: object, out: list[bytes]) -> None:
         for key in [key for key in self._unmaskers if key[0] == index]:

@@ -7,13 +7,15 @@ and Anthropic error type; nothing of LiteLLM leaks past this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from django.conf import settings
@@ -26,6 +28,7 @@ from proxy.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
+from proxy.masking import FORWARDED_FIELDS
 from proxy.routes import NO_CREDENTIAL, UpstreamTarget
 from proxy.streaming import StreamFailure
 
@@ -38,9 +41,13 @@ import litellm
 from litellm import exceptions as litellm_errors
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False
+# Some conversions (a PDF by URL to an OpenAI-compatible route, images to Bedrock) make LiteLLM
+# fetch a client's URL from this server: never from a private, loopback or link-local address.
+litellm.user_url_validation = True
 # OpenAI routes speak Chat Completions, which every OpenAI-compatible server has (LiteLLM would
 # otherwise use OpenAI's Responses API, and fake the stream for models it does not know).
 litellm.use_chat_completions_url_for_anthropic_messages = True
@@ -65,8 +72,9 @@ def _route_litellm_logging() -> None:
 
 _route_litellm_logging()
 
-FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
 ANTHROPIC_VERSION = "2023-06-01"
+# The request fields passed to LiteLLM as keyword arguments: never a name a client chose.
+MESSAGE_ARGUMENTS = FORWARDED_FIELDS - {"model"}
 _GATEWAY_MESSAGE_PREFIX = "litellm."
 MODEL_LIST_PAGES = 10
 MODEL_LIST_TIMEOUT = 30.0
@@ -91,6 +99,16 @@ def is_known_provider(name: str) -> bool:
 _PROVIDERS = frozenset(str(getattr(p, "value", p)) for p in litellm.provider_list)
 
 
+def known_anthropic_models() -> frozenset[str]:
+    """The Anthropic model names in LiteLLM's bundled model list (offline: read at import)."""
+    return _ANTHROPIC_MODELS
+
+
+_ANTHROPIC_MODELS = frozenset(
+    str(name) for name in litellm.models_by_provider.get("anthropic", ()) if "/" not in str(name)
+)
+
+
 def warm_up() -> None:
     """Import what LiteLLM would import lazily on the event loop during the first stream."""
     for module in ("fastapi", "orjson", "soundfile", "backoff", "redis"):
@@ -107,25 +125,151 @@ def warm_up() -> None:
 async def close_clients() -> None:
     """Close the HTTP clients LiteLLM keeps for this process (at shutdown)."""
     await litellm.close_litellm_async_clients()
+    await _provider_loop.close()
 
 
-def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The client headers the provider must see (API version and beta flags)."""
-    return {name: headers[name] for name in FORWARDED_HEADERS if headers.get(name)}
+class ProviderLoop:
+    """An event loop on a thread of its own, where the provider calls of large requests run.
+
+    LiteLLM's work grows with a request: it walks, copies, serialises and logs every block,
+    in plain Python on whatever loop calls it. For a large request that is here, not on the
+    serving loop, whose other requests would otherwise wait it out; the GIL still alternates
+    between the two threads every millisecond. LiteLLM keeps its HTTP clients per event loop,
+    so this loop has clients of its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Await coroutine on the provider loop; cancelled here, it is cancelled there."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.running())
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+
+    async def close(self) -> None:
+        """Close the loop's LiteLLM clients and stop its thread (at shutdown)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_wind_down(), loop))
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join, PROVIDER_LOOP_STOP_SECONDS)
+            if not thread.is_alive():
+                loop.close()
+
+    def running(self) -> asyncio.AbstractEventLoop:
+        """The provider loop, started on first use."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="provider-loop", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+
+async def _wind_down() -> None:
+    """On the provider loop, before it stops: close LiteLLM's clients, end its tasks (its
+    logging worker waits on a queue forever) as asyncio.run would."""
+    await litellm.close_litellm_async_clients()
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
+_provider_loop = ProviderLoop()
+PROVIDER_LOOP_STOP_SECONDS = 5.0
+
+
+async def _send_on_provider_loop(
+    target: UpstreamTarget, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> dict[str, Any] | AsyncIterator[bytes]:
+    result = await _provider_loop.run(_send(target, body, headers))
+    return result if isinstance(result, dict) else _relayed(result)
+
+
+async def _relayed(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A stream read on the provider loop, relayed chunk by chunk to the serving loop.
+
+    The provider loop reads and closes the stream itself: a stream must be closed where it
+    is read, and only once its read has unwound (a client leaving cancels it mid-read).
+    """
+    serving = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+    finished = asyncio.Event()
+
+    def hand_over(item: bytes | BaseException | None) -> None:
+        serving.call_soon_threadsafe(chunks.put_nowait, item)
+
+    async def pump() -> None:  # on the provider loop
+        try:
+            async for chunk in stream:
+                hand_over(chunk)
+            hand_over(None)
+        except Exception as exc:  # noqa: BLE001 - relayed as it is, translated by the reader
+            hand_over(exc)
+        finally:
+            try:
+                await close_quietly(stream)
+            finally:
+                serving.call_soon_threadsafe(finished.set)
+
+    reading = asyncio.run_coroutine_threadsafe(pump(), _provider_loop.running())
+    try:
+        while (item := await chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        reading.cancel()  # the pump, when the client left before the end
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), PROVIDER_LOOP_STOP_SECONDS)
+
+
+async def close_quietly(stream: AsyncIterator[bytes]) -> None:
+    """Close a provider stream; a failure to close it is only worth a debug line."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except (RuntimeError, OSError) as exc:
+            logger.debug("closing the upstream stream: %s", type(exc).__name__)
 
 
 async def create_message(
-    body: Mapping[str, Any], headers: Mapping[str, str], targets: Sequence[UpstreamTarget]
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    targets: Sequence[UpstreamTarget],
+    *,
+    large: bool = False,
 ) -> tuple[UpstreamTarget, dict[str, Any] | AsyncIterator[bytes]]:
     """Send a (masked) Messages request to the first target that answers.
 
+    headers: the client headers the provider sees, already checked (validation).
+    large: a large request, whose call runs on the provider loop (see ProviderLoop).
     Returns the target that answered and its answer: a message dict, or raw Anthropic SSE
     bytes when streaming. A target that fails before answering (see falls_back) hands the
     request to the next one; the last one's error is raised.
     """
+    send = _send_on_provider_loop if large else _send
     for position, target in enumerate(targets):
         try:
-            return target, await _send(target, body, headers)
+            return target, await send(target, body, headers)
         except ProxyError as error:
             error.upstream_model = target.model
             if position + 1 == len(targets) or not falls_back(error):
@@ -157,12 +301,14 @@ async def _send(
     target: UpstreamTarget, body: Mapping[str, Any], headers: Mapping[str, str]
 ) -> dict[str, Any] | AsyncIterator[bytes]:
     _require_credential(target)
-    fields = {name: value for name, value in body.items() if name != "model"}
+    # LiteLLM reads many keyword arguments as options (api_base, base_url, headers,
+    # callbacks, files to read, ...): only Messages API fields by name, never the body as is.
+    fields = {name: body[name] for name in MESSAGE_ARGUMENTS if name in body}
     try:
         result: Any = await litellm.anthropic.messages.acreate(
             model=target.model,
             timeout=httpx.Timeout(target.timeout, connect=target.connect_timeout),
-            extra_headers=forwarded_headers(headers),
+            extra_headers=dict(headers),
             # One attempt: the OpenAI SDK inside LiteLLM would retry twice by itself (honouring
             # retry-after), hiding the failure from the fallbacks and the client's own retries.
             num_retries=0,
@@ -222,9 +368,9 @@ async def count_tokens(
         # Tokenizing a large request takes a while: not on the event loop.
         return {"input_tokens": await asyncio.to_thread(_local_token_count, body, target)}
     request_headers = {
+        "anthropic-version": ANTHROPIC_VERSION,
+        **headers,
         "x-api-key": target.api_key,
-        "anthropic-version": headers.get("anthropic-version") or ANTHROPIC_VERSION,
-        **forwarded_headers(headers),
     }
     counted = {**body, "model": target.provider_model}
     response = await _anthropic_request(

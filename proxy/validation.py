@@ -7,14 +7,40 @@ Code's betas, blocks added after this was written) keeps working.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from proxy.errors import InvalidRequest
+from django.conf import settings
+
+from proxy.errors import InvalidRequest, RequestTooLarge
 
 ROLES = frozenset({"user", "assistant", "system"})
 MAX_NESTING = 128
 # Model ids are short (Anthropic's are under 40 characters); a long one only costs matching.
 MAX_MODEL_LENGTH = 256
+# A model name goes into LiteLLM's provider/model string and, for some providers, into a URL
+# path: letters, digits and the punctuation real ids use (Bedrock's "...-v2:0", Vertex's
+# "@2024...", Claude Code's "[1m]"), never a path step up, a query or a space.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/\[\]+-]*\Z")
+# The client headers the provider sees, and the shape each value must have.
+ANTHROPIC_VERSION_HEADER, ANTHROPIC_BETA_HEADER = "anthropic-version", "anthropic-beta"
+_VERSION_VALUE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+_BETA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+MAX_BETAS = 64
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How much one request may hold (PROXY_MAX_MESSAGES, PROXY_MAX_CONTENT_BLOCKS)."""
+
+    messages: int
+    blocks: int
+
+    @classmethod
+    def from_settings(cls) -> RequestLimits:
+        return cls(messages=settings.PROXY_MAX_MESSAGES, blocks=settings.PROXY_MAX_CONTENT_BLOCKS)
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
@@ -59,14 +85,41 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def validate_messages_request(body: dict[str, Any], *, count_tokens: bool = False) -> None:
-    """Raise InvalidRequest naming the first field that is missing or of the wrong type."""
+def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The client headers the provider sees (API version, beta flags), each value checked.
+
+    Raises InvalidRequest naming the header (never quoting it) when a value has another shape.
+    """
+    forwarded: dict[str, str] = {}
+    version = headers.get(ANTHROPIC_VERSION_HEADER, "").strip()
+    if version:
+        _require(
+            _VERSION_VALUE.match(version),
+            f"{ANTHROPIC_VERSION_HEADER}: a date such as 2023-06-01 is required.",
+        )
+        forwarded[ANTHROPIC_VERSION_HEADER] = version
+    betas = [b.strip() for b in headers.get(ANTHROPIC_BETA_HEADER, "").split(",") if b.strip()]
+    if betas:
+        _require(
+            len(betas) <= MAX_BETAS and all(_BETA_NAME.match(beta) for beta in betas),
+            f"{ANTHROPIC_BETA_HEADER}: at most {MAX_BETAS} comma-separated beta names "
+            "(letters, digits and . _ -).",
+        )
+        forwarded[ANTHROPIC_BETA_HEADER] = ",".join(betas)
+    return forwarded
+
+
+def validate_messages_request(
+    body: dict[str, Any], *, count_tokens: bool = False, limits: RequestLimits | None = None
+) -> None:
+    """Raise InvalidRequest naming the first field that is missing or of the wrong type, or
+    RequestTooLarge when the request holds more messages or blocks than limits allow."""
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model: a non-empty string is required.")
     _require(
-        len(model) <= MAX_MODEL_LENGTH and model.isprintable(),
-        f"model: at most {MAX_MODEL_LENGTH} printable characters.",
+        len(model) <= MAX_MODEL_LENGTH and _MODEL_NAME.match(model) and ".." not in model,
+        f"model: at most {MAX_MODEL_LENGTH} letters, digits and . _ : @ / [ ] + - (no '..').",
     )
     if not count_tokens:
         max_tokens = body.get("max_tokens")
@@ -78,11 +131,38 @@ def validate_messages_request(body: dict[str, Any], *, count_tokens: bool = Fals
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: a non-empty list is required.")
+    limits = limits or RequestLimits.from_settings()
+    if len(messages) > limits.messages:
+        raise RequestTooLarge(
+            f"messages: at most {limits.messages} messages in one request (this proxy's "
+            "PROXY_MAX_MESSAGES)."
+        )
     for index, message in enumerate(messages):
         _validate_message(index, message)
     if "system" in body:
         _validate_content(body["system"], "system", allow_empty=True)
     _validate_settings(body)
+    if content_blocks(body) > limits.blocks:
+        raise RequestTooLarge(
+            f"At most {limits.blocks} content blocks in one request (this proxy's "
+            "PROXY_MAX_CONTENT_BLOCKS)."
+        )
+
+
+def content_blocks(body: dict[str, Any]) -> int:
+    """The content blocks of a (validated) request: messages, system, tool results' content."""
+    lists = [body["system"]] if isinstance(body.get("system"), list) else []
+    lists += [m["content"] for m in body["messages"] if isinstance(m["content"], list)]
+    count = 0
+    while lists:
+        blocks = lists.pop()
+        count += len(blocks)
+        lists.extend(
+            b["content"]
+            for b in blocks
+            if isinstance(b, dict) and isinstance(b.get("content"), list)
+        )
+    return count
 
 
 # Optional fields LiteLLM reads: a wrong type there must be the client's 400, not a crash.
@@ -107,6 +187,13 @@ def _validate_settings(body: dict[str, Any]) -> None:
             isinstance(tools, list) and all(isinstance(t, dict) for t in tools),
             "tools: must be a list of tool objects.",
         )
+        for index, tool in enumerate(tools):
+            # LiteLLM would connect to the MCP server itself (its MCP gateway), from this
+            # server; Anthropic's own MCP connector is the top-level mcp_servers field.
+            _require(
+                tool.get("type") != "mcp",
+                f'tools.{index}: tools of type "mcp" are not supported; use mcp_servers.',
+            )
     if "stop_sequences" in body:
         stops = body["stop_sequences"]
         _require(

@@ -25,6 +25,11 @@ from patterns.models import Pattern
 from patterns.store import MappingStore, cipher_from_settings
 from proxy import audit
 
+# The fakes and the live proxy, defined once here: a fixture imported into several conftest
+# modules would start one server per module, each overriding the settings of the others.
+from tests.fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401  (fixtures)
+from tests.live import api_key, client, proxy_url, upstream  # noqa: F401  (fixtures)
+
 # How long the session's end waits for other connections to the test database to close.
 DISCONNECT_TIMEOUT = 10.0
 
@@ -103,16 +108,16 @@ def _wait_for_other_sessions_to_leave(settings_dict: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="session")
 def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(_redis_url())
+    connection = redis.Redis.from_url(_redis_url())
     try:
-        client.ping()
+        connection.ping()
     except redis.ConnectionError:
         pytest.fail(f"The tests need a Redis server; none answers at {_redis_url()}.")
-    yield client
+    yield connection
     # Delete this run's keys only: the server may be shared.
-    for key in client.scan_iter(match=f"{_key_prefix()}:*", count=1000):
-        client.delete(key)
-    client.close()
+    for key in connection.scan_iter(match=f"{_key_prefix()}:*", count=1000):
+        connection.delete(key)
+    connection.close()
 
 
 @pytest.fixture

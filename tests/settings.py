@@ -17,6 +17,12 @@ CACHES["default"]["KEY_PREFIX"] = os.environ.setdefault(
     "TEST_REDIS_KEY_PREFIX", f"maskproxy-test-{os.getpid()}-{uuid4().hex[:8]}"
 )
 
+# Keys without limits of their own get none here: tests send many requests with one key. The
+# defaults themselves are tested (tests/security/test_fair_use.py).
+PROXY_DEFAULT_RATE_LIMIT_PER_MINUTE = 0
+PROXY_DEFAULT_MAX_CONCURRENT_STREAMS = 0
+PROXY_KEY_CPU_SECONDS_PER_MINUTE = 0.0
+
 # A fast hasher: the tests create users, they do not test password storage.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.source import parse_file
+
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN_IN_PURE_CORE = ("django", "redis", "litellm", "rest_framework", "cryptography")
 
@@ -18,7 +20,9 @@ FORBIDDEN_IN_PURE_CORE = ("django", "redis", "litellm", "rest_framework", "crypt
     "module",
     [
         "patterns.engine",
+        "patterns.evasion",
         "patterns.library",
+        "patterns.scanner",
         "proxy.charts",
         "proxy.keys",
         "proxy.masking",
@@ -38,7 +42,7 @@ def test_pure_modules_load_no_framework_or_service_client(module: str) -> None:
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parse_file(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

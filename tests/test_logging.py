@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
-from config.logging import request_id_var
+from config.logging import DISALLOWED_HOST_LINE, UNROUTED, request_id_var
 
 
 @pytest.fixture
@@ -68,3 +69,33 @@ def test_json_lines_carry_the_request_id(
         "ERROR",
         "boom",
     )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/v1/models/AKIA1234567890ABCDEF", "/v1/models/<path:model_id>"),
+        ("/v1/i-0123456789abcdef0/x", UNROUTED),
+    ],
+)
+def test_request_lines_show_the_route_never_the_clients_path(
+    configured: None, capfd: pytest.CaptureFixture[str], path: str, route: str
+) -> None:
+    _configure("text")
+    response = Client().get(path)
+    assert response.status_code in (401, 404)
+    err = capfd.readouterr().err
+    assert route in err
+    assert "AKIA1234567890ABCDEF" not in err and "i-0123456789abcdef0" not in err
+
+
+def test_a_refused_host_header_is_not_logged(
+    configured: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _configure("text")
+    response = Client().get("/health", headers={"host": "AKIA1234567890ABCDEF.example"})
+    assert response.status_code == 400
+    err = capfd.readouterr().err
+    assert DISALLOWED_HOST_LINE in err
+    assert "AKIA1234567890ABCDEF" not in err

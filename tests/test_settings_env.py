@@ -337,3 +337,72 @@ def test_wait_replicas_is_off_by_default() -> None:
     result = _caches()
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[1] == 0
+
+
+def _health_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """HEALTH_DEEP_OPEN and HEALTH_PROBE_CACHE_SECONDS as JSON, from a fresh interpreter."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("HEALTH_")}
+    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
+    code = (
+        "import json, config.settings as s; "
+        "print(json.dumps([s.HEALTH_DEEP_OPEN, s.HEALTH_PROBE_CACHE_SECONDS]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_the_live_health_probe_is_closed_and_rate_limited_by_default() -> None:
+    result = _health_settings()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [False, 10.0]
+
+
+def test_a_probe_cache_under_a_second_is_refused() -> None:
+    result = _health_settings(HEALTH_PROBE_CACHE_SECONDS="0")
+    assert result.returncode != 0
+    assert "HEALTH_PROBE_CACHE_SECONDS must be at least 1.0; got 0.0" in result.stderr
+
+
+def _max_concurrency(open_files: int, **overrides: str) -> subprocess.CompletedProcess[str]:
+    """HTTP_MAX_CONCURRENCY from a fresh interpreter whose open-file limit is `open_files`."""
+    env = {name: value for name, value in os.environ.items() if name != "HTTP_MAX_CONCURRENCY"}
+    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
+    code = (
+        "import resource; "
+        "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, hard)); "
+        "import config.settings as s; print(s.HTTP_MAX_CONCURRENCY)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(("open_files", "cap"), [(1024, 480), (4096, 2016), (100, 18)])
+def test_the_concurrency_cap_defaults_to_half_the_open_files_less_a_reserve(
+    open_files: int, cap: int
+) -> None:
+    result = _max_concurrency(open_files)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == cap
+
+
+def test_a_concurrency_cap_of_zero_is_none_and_a_negative_one_is_refused() -> None:
+    off = _max_concurrency(1024, HTTP_MAX_CONCURRENCY="0")
+    assert (off.returncode, off.stdout.strip()) == (0, "0"), off.stderr
+    negative = _max_concurrency(1024, HTTP_MAX_CONCURRENCY="-1")
+    assert negative.returncode != 0
+    assert "HTTP_MAX_CONCURRENCY must be at least 0; got -1" in negative.stderr

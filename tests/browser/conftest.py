@@ -16,8 +16,6 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 # The live proxy (uvicorn in a thread) and the fake Anthropic upstream it calls.
-from tests.fakes.fixtures import fake_anthropic  # noqa: F401  (a fixture)
-from tests.proxy.conftest import proxy_url, upstream  # noqa: F401  (fixtures)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -21,7 +21,7 @@ from proxy.keys import key_digest, key_prefix
 from proxy.models import ApiKey, AuditRecord
 from tests.browser.conftest import WAIT_SECONDS
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import wait_for_audit
+from tests.live import wait_for_audit
 
 pytestmark = [
     pytest.mark.redis,

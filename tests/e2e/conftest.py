@@ -26,13 +26,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.fixtures import fake_anthropic  # noqa: F401  (a fixture)
-from tests.proxy.conftest import (  # noqa: F401  (fixtures)
-    IssuedKey,
-    api_key,
-    proxy_url,
-    upstream,
-)
+from tests.live import IssuedKey
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = ROOT / "e2e"
@@ -258,9 +252,9 @@ class ClaudeCode:
 @pytest.fixture
 def claude_code(
     claude_binary: Path,
-    proxy_url: str,  # noqa: F811
-    api_key: IssuedKey,  # noqa: F811
-    upstream: FakeAnthropic,  # noqa: F811
+    proxy_url: str,
+    api_key: IssuedKey,
+    upstream: FakeAnthropic,
     outbound: OutboundRecorder,
     tmp_path: Path,
 ) -> Iterator[ClaudeCode]:
@@ -380,9 +374,9 @@ class TypeScriptSdk:
 @pytest.fixture
 def typescript_sdk(
     node_with_sdk: Path,
-    proxy_url: str,  # noqa: F811
-    api_key: IssuedKey,  # noqa: F811
-    upstream: FakeAnthropic,  # noqa: F811
+    proxy_url: str,
+    api_key: IssuedKey,
+    upstream: FakeAnthropic,
     tmp_path: Path,
 ) -> TypeScriptSdk:
     """The installed SDK, in node, pointed at the live proxy with a fresh proxy key."""

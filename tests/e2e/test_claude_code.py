@@ -21,12 +21,13 @@ from tests.fakes.anthropic_upstream import (
     FakeAnthropic,
     RecordedRequest,
 )
-from tests.proxy.conftest import UPSTREAM_KEY
+from tests.live import UPSTREAM_KEY
 
 pytestmark = pytest.mark.slow
 
-# One value of each kind a user pastes when asking about AWS; the default library masks each
-# one whole (the bucket with its s3:// scheme, the ARN with the account ID inside it).
+# One value of each kind a user pastes when asking about AWS. Composite values keep their
+# structure: the ARN's account and role name, the bucket of an s3:// URI and the instance
+# label of an RDS endpoint are masked, each with its own placeholder.
 EC2 = "i-0abc1234def567890"
 VPC = "vpc-1a2b3c4d"
 SUBNET = "subnet-0f1e2d3c4b5a69788"
@@ -35,10 +36,15 @@ PUBLIC_IP = "52.95.110.17"
 ACCESS_KEY = "AKIAZ7Q3KX5MPL2RWT4N"
 SECRET_KEY = "Zq8vR2mT5xK9pL3nW7yB4cH6jD1fG0sA2eU8iO5r"
 ACCOUNT = "123456789012"
-ARN = "arn:aws:iam::210987654321:role/deploy-bot"
-BUCKET = "s3://acme-payroll-exports"
-RDS = "orders-db.c9akciq32xyz.us-east-1.rds.amazonaws.com"
-MASKED_WHOLE = (
+ARN_ACCOUNT = "210987654321"
+ROLE = "deploy-bot"
+ARN = f"arn:aws:iam::{ARN_ACCOUNT}:role/{ROLE}"
+BUCKET_NAME = "acme-payroll-exports"
+BUCKET = f"s3://{BUCKET_NAME}"
+RDS_NAME = "orders-db.c9akciq32xyz"
+RDS = f"{RDS_NAME}.us-east-1.rds.amazonaws.com"
+# Each of these is replaced by one placeholder.
+MASKED_VALUES = (
     EC2,
     VPC,
     SUBNET,
@@ -47,9 +53,10 @@ MASKED_WHOLE = (
     ACCESS_KEY,
     SECRET_KEY,
     ACCOUNT,
-    ARN,
-    BUCKET,
-    RDS,
+    ARN_ACCOUNT,
+    ROLE,
+    BUCKET_NAME,
+    RDS_NAME,
 )
 PROMPT = (
     f"Instance {EC2} in {VPC} ({SUBNET}, {SECURITY_GROUP}) cannot reach {PUBLIC_IP} "
@@ -57,7 +64,7 @@ PROMPT = (
     f"{ACCOUNT}, assumes {ARN} and writes to {BUCKET}/2025/."
 )
 # What must never reach the upstream: each value, and the parts a reader would recognise.
-VALUES = (*MASKED_WHOLE, "210987654321", "acme-payroll-exports", "c9akciq32xyz")
+VALUES = (*MASKED_VALUES, "c9akciq32xyz")
 # A placeholder anywhere in a text: a prefix, an underscore, at least three digits.
 PLACEHOLDER = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_[0-9]{3,}\b")
 
@@ -117,7 +124,7 @@ def test_echoed_prompt_comes_back_exact_and_the_upstream_sees_placeholders(
     assert present(VALUES, run.result) == list(VALUES)
     assert_nothing_leaked(upstream, [*VALUES, claude_code.api_key])
     [request] = upstream.requests
-    placeholders = masked_form(PROMPT, prompt_as_sent(request), MASKED_WHOLE)
+    placeholders = masked_form(PROMPT, prompt_as_sent(request), MASKED_VALUES)
     print(f"\n  echo: {len(placeholders)} values, Claude Code run {run.seconds:.2f} s", end="")
 
 
@@ -137,7 +144,7 @@ def test_bash_runs_the_real_values_while_the_upstream_sees_placeholders_both_way
     assert_nothing_leaked(upstream, [*VALUES, claude_code.api_key])
     first, second = upstream.requests
     masked_prompt = prompt_as_sent(first)
-    placeholders = masked_form(PROMPT, masked_prompt, MASKED_WHOLE)
+    placeholders = masked_form(PROMPT, masked_prompt, MASKED_VALUES)
     # The second request carries the call and its output, masked with the same placeholders.
     [tool_use] = blocks_of(second, "assistant", "tool_use")
     assert tool_use["name"] == BASH_TOOL_NAME
@@ -146,7 +153,7 @@ def test_bash_runs_the_real_values_while_the_upstream_sees_placeholders_both_way
     [tool_result] = blocks_of(second, "user", "tool_result")
     assert tool_result["tool_use_id"] == tool_use["id"]
     output = text_of(tool_result["content"])
-    assert masked_form(PROMPT, output, MASKED_WHOLE) == placeholders  # trailing newline cut
+    assert masked_form(PROMPT, output, MASKED_VALUES) == placeholders  # trailing newline cut
     # Claude Code's own transcript holds the command as it ran it, with the real values.
     transcript = claude_code.transcripts()
     assert json.dumps(f"echo {shlex.quote(PROMPT)} | tee {BASH_OUTPUT_FILE}") in transcript
@@ -249,8 +256,8 @@ def test_after_a_stream_fails_midway_the_non_streamed_retry_is_restored_too(
         True,
         False,
     )
-    assert masked_form(PROMPT, prompt_as_sent(retried), MASKED_WHOLE) == masked_form(
-        PROMPT, prompt_as_sent(streamed), MASKED_WHOLE
+    assert masked_form(PROMPT, prompt_as_sent(retried), MASKED_VALUES) == masked_form(
+        PROMPT, prompt_as_sent(streamed), MASKED_VALUES
     )
     print(f"\n  stream error, then a non-streamed retry: {run.seconds:.2f} s", end="")
 
@@ -333,7 +340,7 @@ def test_what_claude_code_sends_reaches_the_upstream_masked_or_documented_as_dro
     # the prompt's, Claude Code's own text holds one value the default library masks: the
     # address in its commit attribution (Co-Authored-By: Claude Code <noreply@anthropic.com>).
     assert len(set(pairs.values())) == len(pairs), pairs
-    assert sorted(set(pairs.values()) - set(MASKED_WHOLE)) == [CLAUDE_CODE_EMAIL]
+    assert sorted(set(pairs.values()) - set(MASKED_VALUES)) == [CLAUDE_CODE_EMAIL]
     assert all(r.headers.get("x-api-key") == UPSTREAM_KEY for r in received)
     assert not any("authorization" in r.headers for r in received)
     # One model per run: no call went to the smaller model.

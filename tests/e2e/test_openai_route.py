@@ -22,7 +22,7 @@ from proxy.models import ModelRoute
 from proxy.routes import routes_changed
 from tests.e2e.conftest import SMALL_MODEL, ClaudeCode, TypeScriptSdk
 from tests.e2e.test_claude_code import (
-    MASKED_WHOLE,
+    MASKED_VALUES,
     PLACEHOLDER,
     PROMPT,
     VALUES,
@@ -31,7 +31,6 @@ from tests.e2e.test_claude_code import (
 )
 from tests.e2e.test_typescript_sdk import assert_no_placeholder_reached_the_client, report, scenario
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.fixtures import fake_openai  # noqa: F401  (a fixture)
 from tests.fakes.openai_upstream import (
     BASH_OUTPUT_FILE,
     BASH_TOOL_CALL_ID,
@@ -55,7 +54,7 @@ RouteToOpenAI = Callable[..., None]
 
 
 @pytest.fixture
-def openai_fake(fake_openai: FakeOpenAI) -> FakeOpenAI:  # noqa: F811
+def openai_fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
     fake_openai.clear()
     return fake_openai
 
@@ -146,7 +145,7 @@ def test_echoed_prompt_comes_back_exact_and_the_openai_provider_sees_placeholder
     # Claude Code's adaptive thinking arrives as OpenAI's reasoning effort.
     assert body["reasoning_effort"] == "high"
     assert "thinking" not in body
-    placeholders = masked_form(PROMPT, prompt_as_sent(request), MASKED_WHOLE)
+    placeholders = masked_form(PROMPT, prompt_as_sent(request), MASKED_VALUES)
     # The system message Claude Code sends after the prompt became a user turn with a note.
     roles = [
         "converted" if is_converted_system_turn(m) else m["role"] for m in messages_of(request)
@@ -179,7 +178,7 @@ def test_bash_runs_the_real_values_while_the_openai_provider_sees_placeholders_b
     assert_only_placeholders_reached_openai(openai_fake, upstream, [*VALUES, claude_code.api_key])
     first, second = openai_fake.requests
     masked_prompt = prompt_as_sent(first)
-    placeholders = masked_form(PROMPT, masked_prompt, MASKED_WHOLE)
+    placeholders = masked_form(PROMPT, masked_prompt, MASKED_VALUES)
     # The second request carries the call and its output, masked with the same placeholders.
     *history, call_turn, tool_turn = messages_of(second)
     assert history == messages_of(first)
@@ -191,7 +190,7 @@ def test_bash_runs_the_real_values_while_the_openai_provider_sees_placeholders_b
     assert json.loads(call["function"]["arguments"]) == {"command": command, "description": "Echo"}
     assert (tool_turn["role"], tool_turn["tool_call_id"]) == ("tool", BASH_TOOL_CALL_ID)
     output = "".join(texts_of(tool_turn["content"]))
-    assert masked_form(PROMPT, output, MASKED_WHOLE) == placeholders  # trailing newline cut
+    assert masked_form(PROMPT, output, MASKED_VALUES) == placeholders  # trailing newline cut
     # Claude Code's own transcript holds the command as it ran it, with the real values.
     transcript = claude_code.transcripts()
     assert json.dumps(f"echo {shlex.quote(PROMPT)} | tee {BASH_OUTPUT_FILE}") in transcript
@@ -249,7 +248,7 @@ def test_typescript_sdk_create_stream_and_tools_get_every_value_back(
     # One placeholder per value across all six requests.
     masked_prompts = [prompt_as_sent(request) for request in requests]
     assert len(set(masked_prompts)) == 1
-    masked_form(PROMPT, masked_prompts[0], MASKED_WHOLE)
+    masked_form(PROMPT, masked_prompts[0], MASKED_VALUES)
     masked_command = f"echo {shlex.quote(masked_prompts[0])} | tee {BASH_OUTPUT_FILE}"
     for second in (requests[3], requests[5]):
         *_, call_turn, tool_turn = messages_of(second)
@@ -301,7 +300,7 @@ def test_enabled_thinking_stays_on_chat_completions_through_a_hosted_vllm_route(
     assert (request.path, body["model"], body["stream"]) == (CHAT_COMPLETIONS, "fake-echo", True)
     # The thinking budget arrives as OpenAI's reasoning effort.
     assert body["reasoning_effort"] == "high"
-    masked_form(PROMPT, prompt_as_sent(request), MASKED_WHOLE)
+    masked_form(PROMPT, prompt_as_sent(request), MASKED_VALUES)
     # For this model Claude Code sends no system message after the prompt.
     assert [m["role"] for m in messages_of(request)] == ["system", "user"]
     print(f"\n  enabled thinking, hosted_vllm/: Claude Code run {run.seconds:.2f} s", end="")

@@ -16,7 +16,7 @@ import pytest
 from tests.e2e.conftest import SdkRun, TypeScriptSdk
 from tests.e2e.test_claude_code import (
     EC2,
-    MASKED_WHOLE,
+    MASKED_VALUES,
     PLACEHOLDER,
     PROMPT,
     PUBLIC_IP,
@@ -40,7 +40,7 @@ from tests.fakes.anthropic_upstream import (
     TOOL_PREAMBLE,
     FakeAnthropic,
 )
-from tests.proxy.conftest import UPSTREAM_KEY
+from tests.live import UPSTREAM_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,7 @@ def test_create_stream_and_raw_events_give_back_every_value_exactly(
     assert [(r.json or {}).get("stream", False) for r in requests] == [False, True, True]
     # The provider saw the prompt with a placeholder in place of each value, the same ones
     # in all three requests; and the provider's key, not the proxy key, in both auth forms.
-    placeholders = [masked_form(PROMPT, prompt_as_sent(r), MASKED_WHOLE) for r in requests]
+    placeholders = [masked_form(PROMPT, prompt_as_sent(r), MASKED_VALUES) for r in requests]
     assert placeholders[0] == placeholders[1] == placeholders[2]
     assert {r.headers.get("x-api-key") for r in requests} == {UPSTREAM_KEY}
     assert {r.headers.get("authorization") for r in requests} == {None}
@@ -154,7 +154,7 @@ def test_tool_round_trip_gives_the_tool_real_values_and_the_provider_placeholder
     assert_nothing_leaked(upstream, [*VALUES, typescript_sdk.api_key])
     first_request, second_request = upstream.requests
     masked_prompt = prompt_as_sent(first_request)
-    masked_form(PROMPT, masked_prompt, MASKED_WHOLE)
+    masked_form(PROMPT, masked_prompt, MASKED_VALUES)
     # The second request carries the call and its result, masked with the same placeholders.
     masked_command = f"echo {shlex.quote(masked_prompt)} | tee {BASH_OUTPUT_FILE}"
     [tool_use] = blocks_of(second_request, "assistant", "tool_use")

@@ -17,7 +17,9 @@ The request's ``model`` picks the scenario, so a test chooses one by the model i
   for ``STALL_SECONDS`` unless the client leaves, then the rest.
 - ``fake-slow-stream``: the echo's stream, its text in ``SLOW_STREAM_DELTAS`` even pieces (fewer
   for a shorter text), one event a write and a pause of ``SLOW_STREAM_INTERVAL`` after each
-  delta: about 2 s in all (without ``"stream": true``, the echo at once).
+  delta: about 2 s in all (without ``"stream": true``, the echo at once). ``fake-slow-stream-long``:
+  the same in ``LONG_STREAM_DELTAS`` pieces, about 6 s (for tests that must still be streaming
+  a second or two after their first deltas, however late those reach them).
 
 ``POST /v1/messages/count_tokens`` answers with the characters of all text // 4 + 1;
 ``GET /v1/models`` lists ``MODEL_IDS`` in pages (``limit``, ``after_id``); any other path gets
@@ -73,6 +75,7 @@ THINKING_TEXT = "The user wants their own words back, so I will repeat them."
 SIGNATURE = "sig_" + "EqQBCkgIARABGAIiQGFrZTEyMzQ1Njc4OTBhYmNk"
 SLOW_SECONDS = 2.0
 SLOW_STREAM_DELTAS = 20
+LONG_STREAM_DELTAS = 60
 SLOW_STREAM_INTERVAL = 0.1
 # Longer than any timeout a test sets, so only a client that lets go ends a stall early.
 STALL_SECONDS = 30.0
@@ -297,8 +300,9 @@ def _texts(content: object) -> Iterator[str]:
 async def _stream(
     reply: Reply, receive: Receive, model: str, message: Json, rng: random.Random
 ) -> None:
-    if model == "fake-slow-stream":
-        await _stream_slowly(reply, receive, _slow_events(message, rng))
+    if model in ("fake-slow-stream", "fake-slow-stream-long"):
+        pieces = LONG_STREAM_DELTAS if model.endswith("-long") else SLOW_STREAM_DELTAS
+        await _stream_slowly(reply, receive, _slow_events(message, rng, pieces))
         return
     events = _events(message, rng)
     rest: list[Event] = []
@@ -334,11 +338,11 @@ async def _stream_slowly(reply: Reply, receive: Receive, events: list[Event]) ->
     await reply.write(b"", more=False)
 
 
-def _slow_events(message: Json, rng: random.Random) -> list[Event]:
-    """The echo's stream with its text cut into SLOW_STREAM_DELTAS pieces of even length."""
+def _slow_events(message: Json, rng: random.Random, count: int) -> list[Event]:
+    """The echo's stream with its text cut into `count` pieces of even length."""
     text = message["content"][0]["text"]
-    size, longer = divmod(len(text), SLOW_STREAM_DELTAS)
-    ends = list(itertools.accumulate(size + (n < longer) for n in range(SLOW_STREAM_DELTAS)))
+    size, longer = divmod(len(text), count)
+    ends = list(itertools.accumulate(size + (n < longer) for n in range(count)))
     pieces = [text[start:end] for start, end in itertools.pairwise([0, *ends]) if end > start]
     deltas: list[Event] = [
         (

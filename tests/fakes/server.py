@@ -32,6 +32,10 @@ Headers = list[tuple[bytes, bytes]]
 
 # At stop, responses still running after this long are cancelled (a test left a stream unread).
 STOP_GRACE_SECONDS = 3
+# Idle keep-alive connections are closed after this long. Longer than the proxy's HTTP client
+# keeps an idle connection (LiteLLM's pool: 15 s), as a provider's edge is: with uvicorn's 5 s,
+# a request sent on a pooled connection in the instant the server closed it failed with a 502.
+IDLE_CONNECTION_SECONDS = 75
 _UTF8_LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
 
 
@@ -108,6 +112,7 @@ class FakeServer(abc.ABC):
             log_level="warning",
             access_log=False,
             lifespan="off",
+            timeout_keep_alive=IDLE_CONNECTION_SECONDS,
             timeout_graceful_shutdown=STOP_GRACE_SECONDS,
         )
         server = uvicorn.Server(config)

@@ -37,7 +37,6 @@ from tests.fakes.anthropic_upstream import (
     THINKING_TEXT,
     FakeAnthropic,
 )
-from tests.fakes.fixtures import fake_anthropic  # noqa: F401
 
 PLACEHOLDER = "AWS_EC2_001"
 TOOLS: list[ToolParam] = [
@@ -47,7 +46,7 @@ TOOLS: list[ToolParam] = [
 
 # The parameter names the imported fixture on purpose: pytest injects fixtures by name.
 @pytest.fixture
-def fake(fake_anthropic: FakeAnthropic) -> FakeAnthropic:  # noqa: F811
+def fake(fake_anthropic: FakeAnthropic) -> FakeAnthropic:
     fake_anthropic.clear()
     return fake_anthropic
 

@@ -16,7 +16,6 @@ from openai.types.chat import (
     ChatCompletionToolParam,
 )
 
-from tests.fakes.fixtures import fake_openai  # noqa: F401
 from tests.fakes.openai_upstream import (
     BASH_OUTPUT_FILE,
     BASH_TOOL_CALL_ID,
@@ -51,7 +50,7 @@ TOOLS: list[ChatCompletionToolParam] = [
 
 # The parameter names the imported fixture on purpose: pytest injects fixtures by name.
 @pytest.fixture
-def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:  # noqa: F811
+def fake(fake_openai: FakeOpenAI) -> FakeOpenAI:
     fake_openai.clear()
     return fake_openai
 

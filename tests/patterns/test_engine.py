@@ -44,6 +44,14 @@ def mask(text: str, *specs: PatternSpec, **kwargs: object) -> tuple[str, LocalAl
     return snapshot.mask(text, allocator).text, allocator
 
 
+def assert_round_trip(text: str, masked_form: str, *specs: PatternSpec) -> None:
+    masked, allocator = mask(text, *specs)
+    assert masked == masked_form
+    assert unmask(masked, allocator.restore_map) == text
+    unmasker = StreamUnmasker(allocator.restore_map)
+    assert "".join(unmasker.feed(ch) for ch in masked) + unmasker.flush() == text
+
+
 class TestFinding:
     def test_korean_particle_is_a_boundary(self) -> None:
         masked, _ = mask("i-0123456789abcdef0에서 재시작")
@@ -133,6 +141,33 @@ class TestFinding:
     def test_empty_text_finds_nothing(self) -> None:
         assert build_snapshot([EC2]).find("") == ()
 
+    def test_punctuation_glued_to_an_identifier_is_left_out_of_the_value(self) -> None:
+        # ".ops@example.com" would put its placeholder right after "_", where it could not
+        # be restored.
+        email = PatternSpec("email", r"[a-z.]+@[a-z]+\.[a-z]{2,}", "EMAIL")
+        assert [f.value for f in build_snapshot([email]).find("_.ops@example.com")] == [
+            "ops@example.com"
+        ]
+        assert_round_trip("_.ops@example.com", "_.EMAIL_001", email)
+        assert_round_trip(
+            "tk-1234._x", "TICKET_001._x", PatternSpec("t", r"tk-[0-9]{4}\.?", "TICKET")
+        )
+
+    @pytest.mark.parametrize(
+        ("text", "masked"),
+        [
+            ("path%2Fi-0123456789abcdef0", "path%2FAWS_EC2_001"),
+            ("q=id%3Di-0123456789abcdef0%26x", "q=id%3DAWS_EC2_001%26x"),
+            ("a%20i-0123456789abcdef0%0A", "a%20AWS_EC2_001%0A"),
+            ("caf%C3i-0123456789abcdef0", "caf%C3AWS_EC2_001"),  # not UTF-8, not a letter
+        ],
+    )
+    def test_an_id_after_a_percent_escape_is_masked_and_restored(
+        self, text: str, masked: str
+    ) -> None:
+        # Such an escape is a separator, no part of an identifier.
+        assert_round_trip(text, masked, EC2)
+
 
 class TestPlaceholderLiterals:
     def test_text_shaped_like_our_placeholders_is_masked_and_comes_back_unchanged(self) -> None:
@@ -208,6 +243,11 @@ class TestRestoring:
         assert unmask(text, restore) == (
             "i-12345678, AWS_EC2_0012, XAWS_EC2_001, AWS_EC2_001x, i-12345678에서"
         )
+
+    def test_a_placeholder_after_an_escaped_letter_is_left_alone(self) -> None:
+        # "%41" is "A": "xAAWS_EC2_001" would not be a token of its own.
+        assert unmask("x%41AWS_EC2_001", {"AWS_EC2_001": "v"}) == "x%41AWS_EC2_001"
+        assert unmask("x%2FAWS_EC2_001", {"AWS_EC2_001": "v"}) == "x%2Fv"
 
     def test_unmask_leaves_placeholders_it_was_not_given(self) -> None:
         assert unmask("AWS_EC2_002 AWS_EC2_001", {"AWS_EC2_001": "v"}) == "AWS_EC2_002 v"

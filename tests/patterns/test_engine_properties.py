@@ -14,9 +14,11 @@ from patterns.engine import (
     PatternSpec,
     StreamUnmasker,
     build_snapshot,
+    replace_findings,
     unmask,
 )
 from patterns.library import DEFAULT_PATTERNS
+from patterns.scanner import find_in_texts, holds_values
 
 SNAPSHOT = build_snapshot(
     [
@@ -114,3 +116,16 @@ library_texts = st.lists(st.one_of(filler, library_values), max_size=16).map("".
 @given(library_texts)
 def test_the_prefilter_never_changes_what_is_found(text: str) -> None:
     assert LIBRARY.find(text) == LIBRARY_WITHOUT_PREFILTER.find(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(library_texts, min_size=1, max_size=4))
+def test_a_masked_request_scanned_again_holds_nothing_to_mask(texts: list[str]) -> None:
+    findings = find_in_texts(LIBRARY, texts)
+    allocator = LocalAllocator()
+    placeholders = allocator([f for found in findings for f in found])
+    for text, found in zip(texts, findings, strict=True):
+        masked = replace_findings(text, found, placeholders)
+        assert unmask(masked, allocator.restore_map) == text
+        # As the serving path checks it before anything is sent.
+        assert not holds_values(LIBRARY, [masked], set(placeholders.values())), (text, masked)

@@ -23,15 +23,25 @@ from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 ENTRY_IDS = [entry.name for entry in DEFAULT_PATTERNS]
 # Placeholder prefixes shared on purpose: one kind of value found in several shapes.
 SHARED_PREFIXES = {
+    "SECRET": {
+        "secret_named_quoted_value",
+        "secret_named_single_quoted_value",
+        "secret_named_line_value",
+        "secret_named_argument",
+    },
     "AWS_S3": {
         "aws_s3_uri",
         "aws_s3_url",
         "aws_s3_bucket_assignment",
         "aws_s3_bucket_cli_argument",
         "aws_s3_bucket_in_context",
+        "aws_s3_bucket_after_word",
+        "aws_s3_ls_bucket",
     },
     "AWS_KMS_KEY": {"aws_kms_key_id", "aws_kms_multi_region_key_id"},
     "PUBLIC_IP": {"public_ipv4", "public_ipv6"},
+    "AWS_SESSION_TOKEN": {"aws_session_token", "aws_session_token_by_prefix"},
+    "PRIVATE_KEY": {"pem_private_key", "putty_private_key"},
 }
 
 
@@ -460,8 +470,9 @@ def test_korean_particles_stay_next_to_their_placeholders(library: Snapshot) -> 
     masked, _ = mask(library, KOREAN_INCIDENT_REPORT)
     assert "보안 그룹 AWS_SG_001에 0.0.0.0/0" in masked
     assert "- AWS_VPC_001을 통해 NAT 게이트웨이 AWS_NAT_001로" in masked
-    # The s3:// URI above took AWS_S3_001: a URI and a bare name are different values.
-    assert "버킷 AWS_S3_002는 ap-northeast-2에" in masked
+    # The s3:// URI above keeps its structure: its bucket is the same value, one placeholder.
+    assert "s3://AWS_S3_001/alb/2025/08/22/" in masked
+    assert "버킷 AWS_S3_001는 ap-northeast-2에" in masked
 
 
 def test_harmless_parts_of_the_snippets_stay_visible(library: Snapshot) -> None:
@@ -498,51 +509,94 @@ def test_secret_key_is_masked_only_in_context(library: Snapshot) -> None:
 
 
 @pytest.mark.parametrize(
-    "arn",
+    ("arn", "masked"),
     [
-        "arn:aws:iam::123456789012:role/Admin",
-        "arn:aws-cn:s3:::cn-backup-bucket/exports/*",
-        "arn:aws-us-gov:iam::123456789012:user/ops",
-        "arn:aws-iso:ec2:us-iso-east-1:123456789012:instance/i-0123456789abcdef0",
-        "arn:aws-iso-b:sqs:us-isob-east-1:123456789012:jobs",
-        "arn:aws-iso-e:kms:eu-isoe-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        "arn:aws-iso-f:lambda:us-isof-south-1:123456789012:function:ingest",
-        "arn:aws-eusc:s3:::eusc-data",
+        ("arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_NAME_001"),
+        ("arn:aws-cn:s3:::cn-backup-bucket/exports/*", "arn:aws-cn:s3:::AWS_S3_001/exports/*"),
+        (
+            "arn:aws-us-gov:iam::123456789012:user/ops",
+            "arn:aws-us-gov:iam::AWS_ACCOUNT_001:user/AWS_NAME_001",
+        ),
+        (
+            "arn:aws-iso:ec2:us-iso-east-1:123456789012:instance/i-0123456789abcdef0",
+            "arn:aws-iso:ec2:us-iso-east-1:AWS_ACCOUNT_001:instance/AWS_NAME_001",
+        ),
+        (
+            "arn:aws-iso-b:sqs:us-isob-east-1:123456789012:jobs",
+            "arn:aws-iso-b:sqs:us-isob-east-1:AWS_ACCOUNT_001:AWS_NAME_001",
+        ),
+        (
+            "arn:aws-iso-e:kms:eu-isoe-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws-iso-e:kms:eu-isoe-west-1:AWS_ACCOUNT_001:key/AWS_NAME_001",
+        ),
+        (
+            "arn:aws-iso-f:lambda:us-isof-south-1:123456789012:function:ingest",
+            "arn:aws-iso-f:lambda:us-isof-south-1:AWS_ACCOUNT_001:function:AWS_NAME_001",
+        ),
+        ("arn:aws-eusc:s3:::eusc-data", "arn:aws-eusc:s3:::AWS_S3_001"),
     ],
 )
-def test_arn_is_masked_whole_in_every_partition(library: Snapshot, arn: str) -> None:
-    assert values(library, f"see {arn} now") == [arn]
+def test_an_arn_keeps_its_structure_and_masks_account_bucket_and_name(
+    library: Snapshot, arn: str, masked: str
+) -> None:
+    assert assert_masked_and_restored(library, f"see {arn} now", ()) == f"see {masked} now"
+
+
+def test_the_same_account_and_bucket_get_the_same_placeholder_in_an_arn_and_alone(
+    library: Snapshot,
+) -> None:
+    text = (
+        '"Account": "123456789012", "Bucket": "company-data-bucket", '
+        '"Role": "arn:aws:iam::123456789012:role/Admin", '
+        '"Resource": "arn:aws:s3:::company-data-bucket/*"'
+    )
+    masked, _ = mask(library, text)
+    assert masked == (
+        '"Account": "AWS_ACCOUNT_001", "Bucket": "AWS_S3_001", '
+        '"Role": "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_NAME_001", '
+        '"Resource": "arn:aws:s3:::AWS_S3_001/*"'
+    )
 
 
 def test_arn_inside_json_is_masked_without_the_quote(library: Snapshot) -> None:
     text = '{"Resource": "arn:aws:s3:::company-data-bucket/*", "Effect": "Deny"}'
     masked, _ = mask(library, text)
-    assert masked == '{"Resource": "AWS_ARN_001", "Effect": "Deny"}'
+    assert masked == '{"Resource": "arn:aws:s3:::AWS_S3_001/*", "Effect": "Deny"}'
 
 
 def test_arn_in_prose_is_masked_without_the_trailing_period(library: Snapshot) -> None:
     text = "The role is arn:aws:iam::123456789012:role/Admin."
-    assert mask(library, text)[0] == "The role is AWS_ARN_001."
+    assert mask(library, text)[0] == "The role is arn:aws:iam::AWS_ACCOUNT_001:role/AWS_NAME_001."
 
 
 def test_arn_stops_at_brackets_commas_and_korean(library: Snapshot) -> None:
     arn = "arn:aws:sns:us-east-1:123456789012:alerts"
     for text in (f"({arn})", f"[{arn}]", f"{arn}, then", f"{arn}에 게시", f"'{arn}'"):
-        assert values(library, text) == [arn], text
+        assert values(library, text) == ["123456789012", "alerts"], text
 
 
 def test_arn_keeps_commas_inside_iam_names(library: Snapshot) -> None:
     arn = "arn:aws:iam::123456789012:user/ops,team"
-    assert values(library, f"user {arn} exists") == [arn]
+    assert values(library, f"user {arn} exists") == ["123456789012", "ops,team"]
 
 
-def test_lambda_alias_and_log_group_wildcard_stay_in_the_arn(library: Snapshot) -> None:
-    for arn in (
-        "arn:aws:lambda:us-east-1:123456789012:function:order-processor:live",
-        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/order-processor:*",
-        "arn:aws:lambda:us-east-1:123456789012:function:api:$LATEST",
+def test_lambda_alias_and_log_group_wildcard_stay_in_the_arns_name(library: Snapshot) -> None:
+    for arn, name in (
+        (
+            "arn:aws:lambda:us-east-1:123456789012:function:order-processor:live",
+            "order-processor:live",
+        ),
+        (
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/order-processor:*",
+            "/aws/lambda/order-processor:*",
+        ),
+        ("arn:aws:lambda:us-east-1:123456789012:function:api:$LATEST", "api:$LATEST"),
     ):
-        assert values(library, f"grant {arn}") == [arn]
+        assert values(library, f"grant {arn}") == ["123456789012", name]
+
+
+def test_an_arn_that_names_nothing_is_left_as_written(library: Snapshot) -> None:
+    assert values(library, '"Resource": "arn:aws:s3:::*"') == []
 
 
 def test_last_word_of_the_line_before_a_bucket_setting_stays_visible(library: Snapshot) -> None:
@@ -569,9 +623,30 @@ def test_compressed_public_ipv6_is_masked_whole(library: Snapshot) -> None:
     assert values(library, "from 2600:1f18:abcd::1 to us") == ["2600:1f18:abcd::1"]
 
 
-def test_four_part_version_looks_like_a_public_ip_and_is_masked(library: Snapshot) -> None:
-    # Documented trade-off: 1.2.3.4 is a valid public address.
-    assert values(library, "version 1.2.3.4") == ["1.2.3.4"]
+@pytest.mark.parametrize(
+    "text",
+    [
+        "version 1.2.3.4",
+        "Version: 4.10.2.1",
+        "see Section 24.1.1.2",
+        "§ 24.1.1.2",
+        "RFC 5.6.7.8",
+        "requests>=3.7.4.2",
+        "pip install foo==3.7.4.2",
+        "::= { 1.3.101.110 }",
+    ],
+)
+def test_a_dotted_quad_after_a_version_section_or_oid_cue_is_not_an_address(
+    library: Snapshot, text: str
+) -> None:
+    assert values(library, text) == []
+
+
+@pytest.mark.parametrize(
+    "text", ["server 52.95.110.1", "ip=52.95.110.1", "reverse 52.95.110.1", "v 52.95.110.1"]
+)
+def test_a_dotted_quad_without_such_a_cue_is_still_an_address(library: Snapshot, text: str) -> None:
+    assert values(library, text) == ["52.95.110.1"]
 
 
 def test_uuid_is_a_kms_key_only_near_kms_words(library: Snapshot) -> None:
@@ -602,7 +677,7 @@ def test_url_password_is_masked_with_user_and_host_but_not_port_or_path(library:
 
 def test_s3_uri_masks_the_bucket_and_keeps_the_object_key(library: Snapshot) -> None:
     masked, _ = mask(library, "aws s3 cp s3://backup-logs-bucket/2025/08/22/app.log .")
-    assert masked == "aws s3 cp AWS_S3_001/2025/08/22/app.log ."
+    assert masked == "aws s3 cp s3://AWS_S3_001/2025/08/22/app.log ."
 
 
 def test_virtual_hosted_s3_url_with_a_long_key_hides_the_whole_bucket(library: Snapshot) -> None:
@@ -632,9 +707,9 @@ def test_region_next_to_a_bucket_name_stays_visible(library: Snapshot) -> None:
     assert masked == "버킷 AWS_S3_001를 ap-northeast-2에 만들었습니다"
 
 
-def test_password_setting_in_json_keeps_its_quotes_balanced(library: Snapshot) -> None:
+def test_a_secret_setting_in_json_keeps_its_key_and_quotes(library: Snapshot) -> None:
     masked, _ = mask(library, '{"MasterUserPassword": "Sup3r#Secret", "Port": 5432}')
-    assert masked == '{"PASSWORD_001", "Port": 5432}'
+    assert masked == '{"MasterUserPassword": "SECRET_001", "Port": 5432}'
 
 
 def test_publishable_stripe_key_stays_but_secret_key_is_masked(library: Snapshot) -> None:

@@ -1,11 +1,12 @@
 """Real processes for tests: uvicorn proxies on a prepared database, and a private redis-server.
 
-A proxy runs as `python -m uvicorn config.asgi:application` in an environment built here from
-nothing (no setting leaks in from the test run), on a SQLite file migrated by `manage.py`,
-with its stdout and stderr in a log file the test can search. The private redis-server keeps
-an append-only file fsynced on every write, so it can be stopped (SIGTERM) and started again
-on the same port with its data, or paused (SIGSTOP). Everything listens on 127.0.0.1; the
-fixtures stop every process they started and remove every file.
+A proxy runs as `python -m uvicorn config.asgi:application` with `make serve`'s bounded HTTP
+protocol, in an environment built here from nothing (no setting leaks in from the test run), on
+a SQLite file migrated by `manage.py`, with its stdout and stderr in a log file the test can
+search. The private redis-server keeps an append-only file fsynced on every write, so it can be
+stopped (SIGTERM) and started again on the same port with its data, or paused (SIGSTOP).
+Everything listens on 127.0.0.1; the fixtures stop every process they started and remove every
+file.
 
 Also here, for the tests that drive these processes: generated sensitive values, requests in
 a tagged form whose masked copy can be read back from the fake upstream, and a small load
@@ -331,6 +332,10 @@ class Site:
             ANTHROPIC_API_KEY=UPSTREAM_KEY,
             SECRET_KEY=SECRET_KEY,
             MASKING_KEY=MASKING_KEY,
+            # Load tests send more than a key's default share.
+            PROXY_DEFAULT_RATE_LIMIT_PER_MINUTE="0",
+            PROXY_DEFAULT_MAX_CONCURRENT_STREAMS="0",
+            PROXY_KEY_CPU_SECONDS_PER_MINUTE="0",
         )
         env.update(self.settings)
         return env
@@ -416,6 +421,7 @@ class ProxyProcess:
         self.log = site.directory / f"proxy-{name}.log"
         args = [sys.executable, "-m", "uvicorn", "config.asgi:application"]
         args += ["--host", HOST, "--port", str(self.port), "--lifespan", lifespan]
+        args += ["--http", "config.http:BoundedHttpProtocol", "--ws", "none"]  # as make serve
         args += ["--log-level", "info", "--timeout-graceful-shutdown", str(grace_seconds)]
         if workers > 1:
             args += ["--workers", str(workers)]

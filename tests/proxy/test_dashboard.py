@@ -1,4 +1,7 @@
-"""The operators' dashboard: staff only, numbers that match the audit trail, never a value."""
+"""The operators' dashboard: numbers that match the audit trail, never a value.
+
+Who may see it is proven in tests/security/test_least_privilege.py; the operator here holds
+the permissions the whole page needs."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -141,8 +144,15 @@ def audit_rows(keys: dict[str, ApiKey]) -> list[Row]:
 
 @pytest.fixture
 def staff_client(db: None) -> Client:
+    """An operator who may see the whole page: audit records and API keys (not a superuser)."""
+    user = User.objects.create_user("operator", password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="proxy", codename__in=["view_auditrecord", "view_apikey"]
+        )
+    )
     client = Client()
-    client.force_login(User.objects.create_user("operator", password="pw", is_staff=True))
+    client.force_login(user)
     return client
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from proxy.models import ApiKey
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.live import IssuedKey, wait_for_audit
 from tests.proxy.leaks import redis_down_request
 
 VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -179,10 +179,26 @@ def test_malformed_bodies_get_400(
 def test_oversized_body_gets_413(
     proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
 ) -> None:
+    # Refused by the HTTP protocol once the head is read: httpx, still sending the body, reads
+    # the answer anyway.
     huge = "x" * (settings.PROXY_MAX_BODY_BYTES + 10)
     body = {**VALID, "messages": [{"role": "user", "content": huge}]}
     assert_error(post(proxy_url, api_key.key, body), 413, "request_too_large")
     assert upstream.requests == []
+
+
+def test_a_body_over_django_s_limit_gets_413_from_the_view_as_well(
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
+) -> None:
+    # The view's own check stays behind the protocol's, for a server started without it.
+    body = {**VALID, "messages": [{"role": "user", "content": "x" * 2048}]}
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1024):
+        response = post(proxy_url, api_key.key, body)
+
+    assert_error(response, 413, "request_too_large")
+    assert upstream.requests == []
+    record = wait_for_audit()[0]
+    assert (record.status, record.error_type) == (413, "request_too_large")
 
 
 @pytest.mark.parametrize(

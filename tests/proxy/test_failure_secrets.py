@@ -17,7 +17,7 @@ import redis
 from django.test import override_settings
 
 from tests.fakes.anthropic_upstream import ERRORS, FakeAnthropic
-from tests.proxy.conftest import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
+from tests.live import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
 from tests.proxy.leaks import (
     SENSITIVE_TEXT,
     SENSITIVE_VALUES,

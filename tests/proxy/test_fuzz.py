@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey
+from tests.live import IssuedKey
 
 # An empty FUZZ_EXAMPLES counts as unset, as every setting does (.env.example lists it empty).
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or "10000")

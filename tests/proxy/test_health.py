@@ -1,19 +1,35 @@
-"""GET /health: component states, overall status, no secrets."""
+"""GET /health: component states, overall status, no secrets.
+
+Who may ask for the live probe, and how often it runs, is proven in
+tests/security/test_least_privilege.py; here each deep check sends a key and starts afresh.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from django.test import override_settings
 
+from proxy import health
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import UPSTREAM_KEY, IssuedKey
+from tests.live import UPSTREAM_KEY, IssuedKey
 
 
-def get_health(proxy_url: str, **params: str) -> tuple[int, dict[str, Any]]:
-    response = httpx.get(f"{proxy_url}/health", params=params, timeout=30)
+@pytest.fixture(autouse=True)
+def _no_earlier_probe() -> Iterator[None]:
+    health.probes.clear()
+    yield
+    health.probes.clear()
+
+
+def get_health(
+    proxy_url: str, key: IssuedKey | None = None, **params: str
+) -> tuple[int, dict[str, Any]]:
+    headers = {"x-api-key": key.key} if key else {}
+    response = httpx.get(f"{proxy_url}/health", params=params, headers=headers, timeout=30)
     body: dict[str, Any] = response.json()
     assert UPSTREAM_KEY not in response.text
     return response.status_code, body
@@ -41,9 +57,9 @@ def test_healthy_when_every_component_is(
 
 
 def test_deep_check_makes_one_minimal_live_call(
-    proxy_url: str, seeded_rules: None, upstream: FakeAnthropic
+    proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
 ) -> None:
-    status, body = get_health(proxy_url, deep="1")
+    status, body = get_health(proxy_url, api_key, deep="1")
     assert (status, body["components"]["upstream"]["probe"]) == (200, "healthy")
     assert len(upstream.requests) == 1
     assert upstream.requests[0].json is not None
@@ -53,7 +69,7 @@ def test_deep_check_makes_one_minimal_live_call(
 @pytest.mark.parametrize(("base", "probe"), [("closed", "error"), ("slow", "timeout")])
 def test_deep_check_reports_a_failing_provider_as_degraded(
     proxy_url: str,
-    seeded_rules: None,
+    api_key: IssuedKey,
     upstream: FakeAnthropic,
     closed_port: int,
     base: str,
@@ -65,7 +81,7 @@ def test_deep_check_reports_a_failing_provider_as_degraded(
         else {"PROXY_HEALTH_MODEL": "fake-slow", "PROXY_HEALTH_PROBE_TIMEOUT": 0.5}
     )
     with override_settings(**overrides):
-        status, body = get_health(proxy_url, deep="1")
+        status, body = get_health(proxy_url, api_key, deep="1")
     assert status == 200
     assert body["status"] == "degraded"
     assert body["components"]["upstream"]["probe"] == probe
@@ -90,7 +106,10 @@ def test_no_enabled_rules_make_it_unhealthy(proxy_url: str, seeded_rules: None) 
 
 
 def test_a_key_can_be_required(proxy_url: str, api_key: IssuedKey) -> None:
-    with override_settings(HEALTH_REQUIRES_KEY=True):
+    with override_settings(HEALTH_REQUIRES_KEY=True, METRICS_TOKEN="scrape-secret"):
         assert httpx.get(f"{proxy_url}/health", timeout=30).status_code == 401
         response = httpx.get(f"{proxy_url}/health", headers={"x-api-key": api_key.key}, timeout=30)
         assert response.status_code == 200
+        # The operator's monitoring may use the metrics token instead.
+        token = {"Authorization": "Bearer scrape-secret"}
+        assert httpx.get(f"{proxy_url}/health", headers=token, timeout=30).status_code == 200

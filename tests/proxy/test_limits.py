@@ -10,7 +10,7 @@ import pytest
 
 from proxy.models import ApiKey
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.live import IssuedKey, wait_for_a_fresh_minute, wait_for_audit
 
 BODY = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -23,6 +23,7 @@ def test_requests_over_the_per_minute_limit_get_429_and_are_not_forwarded(
     proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic
 ) -> None:
     ApiKey.objects.filter(pk=api_key.record.pk).update(rate_limit_per_minute=2)
+    wait_for_a_fresh_minute()
     statuses = [_post(proxy_url, api_key.key, BODY).status_code for _ in range(2)]
     refused = _post(proxy_url, api_key.key, BODY)
     assert statuses == [200, 200]

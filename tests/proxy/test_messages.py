@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.fakes.anthropic_upstream import SIGNATURE, THINKING_TEXT, FakeAnthropic
-from tests.proxy.conftest import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
+from tests.live import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
 from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
 SYSTEM = "You operate account 123456789012 behind 52.95.110.1."

@@ -13,8 +13,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from proxy.models import AuditRecord
+from proxy.upstream import known_anthropic_models
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.live import IssuedKey, wait_for_audit
+
+# A name the default route serves from LiteLLM's list of Anthropic models: the metrics keep it
+# as their model label (any other name is "other").
+KNOWN_MODEL = min(known_anthropic_models())
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -31,7 +36,7 @@ def test_metrics_count_requests_masked_values_and_upstream_errors(
 ) -> None:
     before = httpx.get(f"{proxy_url}/metrics", timeout=30).text
     client.messages.create(
-        model="fake-echo",
+        model=KNOWN_MODEL,  # the fake echoes any model it has no scenario for
         max_tokens=10,
         messages=[{"role": "user", "content": "i-1234567890abcdef0"}],
     )
@@ -41,7 +46,7 @@ def test_metrics_count_requests_masked_values_and_upstream_errors(
         )
     wait_for_audit(2)
     after = httpx.get(f"{proxy_url}/metrics", timeout=30).text
-    labels = {"endpoint": "messages", "model": "fake-echo", "status": "200", "stream": "false"}
+    labels = {"endpoint": "messages", "model": KNOWN_MODEL, "status": "200", "stream": "false"}
     assert metric_value(after, "maskproxy_requests_total", **labels) == (
         metric_value(before, "maskproxy_requests_total", **labels) + 1
     )
@@ -53,6 +58,12 @@ def test_metrics_count_requests_masked_values_and_upstream_errors(
     assert metric_value(after, "maskproxy_upstream_errors_total", **error) == (
         metric_value(before, "maskproxy_upstream_errors_total", **error) + 1
     )
+    # No route or catalogue knows fake-error-529: counted, under "other".
+    other = {"endpoint": "messages", "model": "other", "status": "529", "stream": "false"}
+    assert metric_value(after, "maskproxy_requests_total", **other) == (
+        metric_value(before, "maskproxy_requests_total", **other) + 1
+    )
+    assert 'model="fake-error-529"' not in after
     assert "i-1234567890abcdef0" not in after
 
 

@@ -18,7 +18,7 @@ from patterns.store import MappingStore
 from proxy.models import ModelRoute, RouteFallback
 from proxy.routes import NO_CREDENTIAL, routes_changed
 from tests.fakes.anthropic_upstream import ECHO_PREFIX, MODEL_IDS, FakeAnthropic
-from tests.proxy.conftest import UPSTREAM_KEY, IssuedKey, wait_for_audit
+from tests.live import UPSTREAM_KEY, IssuedKey, wait_for_audit
 from tests.proxy.test_errors import assert_error
 
 SECRET = "i-0a1b2c3d4e5f60718"
@@ -297,7 +297,9 @@ def test_saving_a_route_moves_the_routes_version_every_process_reads(
     assert len({before, after_create, after_edit, store.routes_version()}) == 4
 
 
-@pytest.mark.parametrize("model", ["claude-x\n", "claude-\x00x", "c" * 257])
+@pytest.mark.parametrize(
+    "model", ["claude-x\n", "claude-\x00x", "c" * 257, "x/../../v1/files", "claude x", "c?a=b"]
+)
 def test_a_model_name_that_is_no_name_is_refused_before_routing(
     proxy_url: str, api_key: IssuedKey, upstream: FakeAnthropic, model: str
 ) -> None:
@@ -306,5 +308,5 @@ def test_a_model_name_that_is_no_name_is_refused_before_routing(
         f"{proxy_url}/v1/messages", json=body, headers={"x-api-key": api_key.key}, timeout=30
     )
     assert_error(response, 400, "invalid_request_error")
-    assert "model: at most 256 printable characters." in response.text
+    assert "model: at most 256 letters, digits and" in response.text
     assert upstream.requests == []

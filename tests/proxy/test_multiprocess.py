@@ -9,6 +9,7 @@ received then shows whether allocation stayed atomic and one-to-one across proce
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -57,6 +58,9 @@ LOAD_NAMESPACE = "shared-load"
 # Two fresh namespaces, so that both runs of the conversation number from 001.
 SPREAD_NAMESPACE = "conversation-spread"
 SINGLE_NAMESPACE = "conversation-single"
+# Namespace memory: what one learns with context, another never learned.
+LEARNING_NAMESPACE = "learns"
+STRANGER_NAMESPACE = "never-learned"
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,13 @@ def cluster(
         redis_key_prefix=prefix,
         upstream_url=fake_anthropic.base_url,
     )
-    namespaces = (LOAD_NAMESPACE, SPREAD_NAMESPACE, SINGLE_NAMESPACE)
+    namespaces = (
+        LOAD_NAMESPACE,
+        SPREAD_NAMESPACE,
+        SINGLE_NAMESPACE,
+        LEARNING_NAMESPACE,
+        STRANGER_NAMESPACE,
+    )
     keys = {namespace: site.create_api_key(namespace, namespace) for namespace in namespaces}
     try:
         with running_proxies(site, PROCESSES) as proxies:
@@ -247,3 +257,34 @@ def test_conversation_over_several_processes_gets_the_placeholders_of_one_proces
         f"{[turn % PROCESSES for turn in range(len(TURNS))]} and on process 0 alone: identical "
         f"upstream messages; {len(values)} values -> {sorted(seen.values())}"
     )
+
+
+def test_a_value_learned_by_one_process_is_masked_bare_by_another_from_its_next_request(
+    cluster: Cluster,
+) -> None:
+    cluster.upstream.clear()
+    bucket, account = "acme-billing-exports-7", "210987654321"
+    with_context = f'{{"Bucket": "{bucket}", "Owner": {{"Account": "{account}"}}}}'
+    bare = f"now delete {bucket} and revoke {account}:deployer"
+    with httpx.Client(timeout=60.0) as client:
+
+        def say(process: int, namespace: str, text: str) -> str:
+            before = len(cluster.upstream.requests)
+            messages = [{"role": "user", "content": text}]
+            reply = post_message(
+                client, cluster.proxies[process].url, cluster.keys[namespace], messages
+            )
+            assert reply.status == 200, reply.raw
+            assert reply.text == echo_of(text)
+            (request,) = cluster.upstream.requests[before:]
+            return json.dumps(request.json)
+
+        # Process 1 serves the namespace first (unlearned, a bare name is sent as it is), so
+        # its copy of the namespace exists before process 0 learns.
+        assert bucket in say(1, LEARNING_NAMESPACE, f"is {bucket} still there?")
+        sent = say(0, LEARNING_NAMESPACE, with_context)
+        assert bucket not in sent and account not in sent
+        for process in (1, 2):
+            sent = say(process, LEARNING_NAMESPACE, bare)
+            assert bucket not in sent and account not in sent, process
+        assert bucket in say(1, STRANGER_NAMESPACE, f"now delete {bucket}")

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.live import IssuedKey, wait_for_audit
 from tests.proxy.leaks import (
     database_dump,
     every_logger_at_debug,

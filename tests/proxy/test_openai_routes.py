@@ -22,7 +22,6 @@ import pytest
 from proxy.models import ModelRoute, RouteFallback
 from proxy.routes import NO_CREDENTIAL, routes_changed
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.fixtures import fake_openai  # noqa: F401  (a fixture)
 from tests.fakes.openai_upstream import (
     ECHO_PREFIX,
     RETRY_AFTER_SECONDS,
@@ -31,12 +30,15 @@ from tests.fakes.openai_upstream import (
     TOOL_RESULT_PREFIX,
     FakeOpenAI,
 )
-from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.live import IssuedKey, wait_for_audit
 
 INSTANCE = "i-0a1b2c3d4e5f60718"
 VPC = "vpc-0fedcba9876543210"
-ACCOUNT_ARN = "arn:aws:iam::123456789012:role/deploy"
-VALUES = (INSTANCE, VPC, ACCOUNT_ARN)
+ACCOUNT = "123456789012"
+ROLE_NAME = "deploy"
+ACCOUNT_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
+# An ARN keeps its structure: its account and its name are masked, each with its placeholder.
+VALUES = (INSTANCE, VPC, ACCOUNT, ROLE_NAME)
 PROMPT = f"Is {INSTANCE} in {VPC}? It runs as {ACCOUNT_ARN}."
 ROUTE_KEY = "sk-openai-route-test-key"
 TOOLS: list[Any] = [
@@ -53,7 +55,7 @@ TOOLS: list[Any] = [
 
 
 @pytest.fixture
-def openai_fake(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:  # noqa: F811
+def openai_fake(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
     fake_openai.clear()
     yield fake_openai
 
@@ -127,7 +129,8 @@ def test_an_answer_comes_back_with_every_value_and_the_provider_sees_none(
         "fake-echo",
         f"{provider}/fake-echo",
     )
-    assert record.masked_total >= 4 and record.restored_total == 3
+    # The instance, the VPC, and the ARN's account and role name.
+    assert record.masked_total >= 5 and record.restored_total == 4
 
 
 def _text(content: Any) -> str:

@@ -256,7 +256,7 @@ def test_sigterm_lets_the_running_stream_finish_and_writes_its_audit_row(
 # --- a stream that outlasts the grace period --------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["fake-stall-midstream", "fake-slow-stream"])
+@pytest.mark.parametrize("model", ["fake-stall-midstream", "fake-slow-stream-long"])
 def test_stream_longer_than_the_grace_period_is_cut_and_still_audited(
     setup: Setup, model: str
 ) -> None:
@@ -425,10 +425,17 @@ def test_make_serve_runs_workers_serves_static_files_and_stops_on_sigterm(
         f"exited {exited - signalled:.2f} s after it (status {status}); audit rows written: "
         f"{len(site.audit_rows()) - rows_before}"
     )
-    # The production flags: workers, lifespan on, no access log, the grace period, and no
-    # proxy headers unless TRUST_X_FORWARDED_PROTO is on.
+    # The production flags: workers, lifespan on, no access log, the grace period, no proxy
+    # headers unless TRUST_X_FORWARDED_PROTO is on, the bounded HTTP protocol, no WebSocket.
     flags = " ".join(uvicorn)
-    for flag in ("--workers 2", "--lifespan on", "--no-access-log", "--no-proxy-headers"):
+    for flag in (
+        "--workers 2",
+        "--lifespan on",
+        "--no-access-log",
+        "--no-proxy-headers",
+        "--http config.http:BoundedHttpProtocol",
+        "--ws none",
+    ):
         assert flag in flags, flags
     assert "--timeout-graceful-shutdown 10" in flags
     # Static files come from the apps' directories (ServeStatic through the finders) with

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.masking import restore_response
 from proxy.streaming import SSEEvent, SSEParser, StreamRestorer, encode_sse
 
 RESTORE = {
@@ -505,7 +506,7 @@ def test_block_start_without_placeholders_is_relayed_as_received() -> None:
         b"event: content_block_delta\ndata: {not json AWS_EC2_001\n\n",
         b'event: future_event\ndata: {"type":"future_event","text":"AWS_EC2_001"}\n\n',
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
-        b'"delta":{"type":"citations_delta","citation":{"cited_text":"AWS_EC2_001"}}}\n\n',
+        b'"delta":{"type":"future_delta","future":{"text":"AWS_EC2_001"}}}\n\n',
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
         b'"delta":{"type":["text_delta"],"text":"AWS_EC2_001"}}\n\n',
         b": keep-alive\n\n",
@@ -525,6 +526,27 @@ def test_block_start_without_placeholders_is_relayed_as_received() -> None:
 def test_events_we_do_not_restore_are_relayed_unchanged(provider: bytes) -> None:
     restorer = StreamRestorer(RESTORE)
     assert restorer.feed(provider) == provider
+
+
+def test_a_citation_is_restored_as_in_a_whole_reply_but_not_its_type() -> None:
+    provider = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"citations_delta","citation":{"type":"char_location",'
+        b'"cited_text":"AWS_EC2_001"}}}\n\n'
+    )
+    [event] = SSEParser().feed(StreamRestorer(RESTORE).feed(provider))
+    citation = json.loads(event.data)["delta"]["citation"]
+    assert citation == {"type": "char_location", "cited_text": RESTORE["AWS_EC2_001"]}
+
+
+def test_a_tool_name_is_restored_in_neither_path() -> None:
+    block = {"type": "tool_use", "id": "t", "name": "AWS_EC2_001", "input": {}}
+    provider = encode_sse(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+    )
+    assert StreamRestorer(RESTORE).feed(provider) == provider
+    restored, _ = restore_response({"content": [block]}, RESTORE)
+    assert restored["content"][0]["name"] == "AWS_EC2_001"
 
 
 def test_without_restore_map_whole_events_pass_through_byte_for_byte() -> None:

@@ -23,7 +23,7 @@ import uvicorn
 from django.test import override_settings
 
 from tests.fakes.anthropic_upstream import ERRORS, RETRY_AFTER_SECONDS, FakeAnthropic
-from tests.proxy.conftest import IssuedKey, wait_for_audit
+from tests.live import IssuedKey, wait_for_audit
 from tests.proxy.leaks import SENSITIVE_TEXT, SENSITIVE_VALUES, assert_nothing_found
 
 # Far below the fake's stalls (STALL_SECONDS), far above a local round trip.

@@ -1,4 +1,5 @@
-"""manage.py create_api_key NAME [--namespace NS] [--expires-in-days N]: prints the key last."""
+"""manage.py create_api_key NAME [--namespace NS] [--expires-in-days N] [--rate-limit N]
+[--max-streams N]: prints the key last."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("--namespace", default="", help="share placeholders with other keys")
         parser.add_argument("--expires-in-days", type=int, default=None)
+        parser.add_argument(
+            "--rate-limit",
+            type=int,
+            default=None,
+            help="requests per minute (default: the server's; 0: no limit)",
+        )
+        parser.add_argument(
+            "--max-streams",
+            type=int,
+            default=None,
+            help="streams open at once (default: the server's; 0: no limit)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         new = generate_key()
@@ -30,6 +43,8 @@ class Command(BaseCommand):
             prefix=new.prefix,
             key_hash=new.digest,
             expires_at=timezone.now() + timedelta(days=expires) if expires else None,
+            rate_limit_per_minute=options["rate_limit"],
+            max_concurrent_streams=options["max_streams"],
         )
         try:
             api_key.full_clean()

@@ -1,4 +1,6 @@
-"""A live proxy (uvicorn, real HTTP) in front of the fake Anthropic upstream."""
+"""A live proxy (uvicorn, real HTTP) in front of the fake Anthropic upstream: fixtures that
+tests/conftest.py registers once for every suite (one server, one settings override), and
+the helpers tests use with them."""
 
 from __future__ import annotations
 
@@ -16,14 +18,13 @@ from proxy import audit
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord
 from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.fixtures import fake_anthropic  # noqa: F401  (a fixture)
 
 MASTER_KEY = "sk-litellm-master-key"  # the original spec's example
 UPSTREAM_KEY = "sk-ant-upstream-test-key"
 
 
 @pytest.fixture(scope="session")
-def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:  # noqa: F811
+def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:
     overrides = override_settings(
         PROXY_UPSTREAM_BASE_URL=fake_anthropic.base_url,
         ANTHROPIC_API_KEY=UPSTREAM_KEY,
@@ -31,8 +32,15 @@ def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:  # noqa: F811
         PROXY_UPSTREAM_TIMEOUT=10.0,
     )
     overrides.enable()
+    # Served as in production: with the bounds on requests and clients, and no WebSocket.
     config = uvicorn.Config(
-        "config.asgi:application", host="127.0.0.1", port=0, lifespan="on", log_level="warning"
+        "config.asgi:application",
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        http="config.http:BoundedHttpProtocol",
+        ws="none",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-proxy", daemon=True)
@@ -65,7 +73,7 @@ def api_key(seeded_rules: None) -> IssuedKey:
 
 
 @pytest.fixture
-def upstream(fake_anthropic: FakeAnthropic) -> Iterator[FakeAnthropic]:  # noqa: F811
+def upstream(fake_anthropic: FakeAnthropic) -> Iterator[FakeAnthropic]:
     fake_anthropic.clear()
     yield fake_anthropic
     # Audit rows are written in the background: let them land before the database is
@@ -89,3 +97,10 @@ def wait_for_audit(count: int = 1, timeout: float = 10.0) -> list[AuditRecord]:
     records = list(AuditRecord.objects.order_by("created_at"))
     assert len(records) == count, f"{len(records)} audit records, expected {count}"
     return records
+
+
+def wait_for_a_fresh_minute(margin: float = 5.0) -> None:
+    """Limits count per wall-clock minute: do not start a count just before one ends."""
+    seconds = time.time() % 60
+    if seconds > 60 - margin:
+        time.sleep(60.5 - seconds)

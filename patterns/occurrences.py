@@ -1,0 +1,205 @@
+"""Every occurrence of a value already found: what the rules found at one place of a request
+is masked wherever else it stands in that request.
+
+Pure: the standard library, the engine and an Aho-Corasick automaton (pyahocorasick: every
+value searched for at once in one pass, linear in the text, where an RE2 alternation of
+thousands of literals outgrows its DFA memory and falls back to a slow NFA). Security
+assumption: the rules decide what a value is; this module spreads that decision to the
+value's other occurrences (a bare account ID after the rule found it in `"Account": ...`, a
+bucket name in a later turn after "bucket:" named it in an earlier one), so that masking a
+value at one place never leaves it readable at another; KnownValues does the same for what a
+namespace learned from its earlier requests (patterns.memory). An occurrence counts where the value
+stands as a word of its own (engine.stands_alone: delimited by punctuation, spaces or
+non-ASCII letters, never inside a longer ASCII identifier). Values that could be ordinary
+words are not spread (engine.is_distinctive): their other occurrences are most likely prose
+or code.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import ahocorasick
+
+from patterns.engine import (
+    PLACEHOLDER_LITERAL_PATTERN,
+    Finding,
+    FindingBudget,
+    is_distinctive,
+    stands_alone,
+)
+
+Findings = tuple[tuple[Finding, ...], ...]
+
+
+# A namespace's newest learned values get an automaton of their own, rebuilt as they come;
+# it is folded into the main one once it holds more than RECENT_MIN values and more than the
+# square root of the main one's. With n values known, a value learned then costs about
+# sqrt(n) values built into automata (the recent one each time, the main one every sqrt(n)
+# values), and a text is read twice whatever n is.
+RECENT_MIN = 256
+
+
+def learnable(finding: Finding) -> bool:
+    """Whether a found value is worth masking wherever it stands (in this request and, once
+    learned, in its namespace's later ones): not a placeholder-shaped literal, and not
+    something that could be an ordinary word."""
+    return finding.pattern != PLACEHOLDER_LITERAL_PATTERN and is_distinctive(finding.value)
+
+
+def spreadable(findings: Iterable[Finding]) -> dict[str, Finding]:
+    """The values worth masking wherever they stand, each with the first finding of it
+    (whose rule names its other occurrences too)."""
+    known: dict[str, Finding] = {}
+    for finding in findings:
+        if finding.value not in known and learnable(finding):
+            known[finding.value] = finding
+    return known
+
+
+class _Level:
+    """Values with one automaton over them all."""
+
+    def __init__(self, origins: Mapping[str, Finding]) -> None:
+        self.origins = origins
+        self.automaton = _automaton(origins)
+
+    def occurrences(self, text: str, budget: FindingBudget | None) -> list[Finding]:
+        return _occurrences(text, self.automaton, self.origins, budget)
+
+
+class KnownValues:
+    """Values known before a request is read (what its namespace learned from earlier ones),
+    each with the finding that first named it, to be found wherever they stand alone.
+
+    Immutable: with_added() returns another, so a request keeps what it started with.
+    """
+
+    def __init__(self, main: _Level | None = None, recent: _Level | None = None) -> None:
+        self._main = main
+        self._recent = recent
+
+    def __len__(self) -> int:
+        return sum(len(level.origins) for level in self._levels())
+
+    def __contains__(self, value: object) -> bool:
+        return any(value in level.origins for level in self._levels())
+
+    def with_added(self, origins: Iterable[Finding]) -> KnownValues:
+        """These values and those (each value keeps its first origin)."""
+        main = self._main.origins if self._main else {}
+        recent = dict(self._recent.origins) if self._recent else {}
+        count = len(recent)
+        for origin in origins:
+            if origin.value not in main and learnable(origin):
+                recent.setdefault(origin.value, origin)
+        if len(recent) == count:
+            return self
+        if len(recent) > max(RECENT_MIN, math.isqrt(len(main))):
+            return KnownValues(_Level({**main, **recent}))
+        return KnownValues(self._main, _Level(recent))
+
+    def rebuild_size(self, added: int) -> int:
+        """How many values with_added() of `added` new values builds into automata at most."""
+        main = len(self._main.origins) if self._main else 0
+        recent = (len(self._recent.origins) if self._recent else 0) + added
+        return main + recent if recent > max(RECENT_MIN, math.isqrt(main)) else recent
+
+    def find(self, texts: Sequence[str], budget: FindingBudget | None = None) -> Findings:
+        """Per text, where these values stand alone in it (sorted, not overlapping)."""
+        levels = self._levels()
+        found: list[tuple[Finding, ...]] = []
+        for text in texts:
+            occurrences: tuple[Finding, ...] = ()
+            for level in levels:
+                occurrences = merged(occurrences, level.occurrences(text, budget))
+            found.append(occurrences)
+        return tuple(found)
+
+    def _levels(self) -> list[_Level]:
+        return [level for level in (self._main, self._recent) if level is not None]
+
+
+def _automaton(values: Iterable[str]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for value in values:
+        automaton.add_word(value, value)
+    automaton.make_automaton()
+    return automaton
+
+
+def with_every_occurrence(
+    texts: Sequence[str], findings: Findings, budget: FindingBudget | None = None
+) -> Findings:
+    """findings (one tuple per text) with every other occurrence, in any of the texts, of a
+    value found in one of them. A found value keeps its place where it overlaps one of these.
+    budget: as for the scan itself, so a value repeated past it refuses the request."""
+    known = spreadable(f for found in findings for f in found)
+    if not known:
+        return findings
+    automaton = _automaton(known)
+    return tuple(
+        merged(found, _occurrences(text, automaton, known, budget))
+        for text, found in zip(texts, findings, strict=True)
+    )
+
+
+def _occurrences(
+    text: str,
+    automaton: ahocorasick.Automaton,
+    known: Mapping[str, Finding],
+    budget: FindingBudget | None,
+) -> list[Finding]:
+    """Each value's occurrences in text that stand alone, leftmost-longest first: where the
+    longest value at a place is glued to an identifier, a shorter one there is not tried."""
+    occurrences = []
+    for last, value in automaton.iter_long(text):
+        start, end = last + 1 - len(value), last + 1
+        if not stands_alone(text, start, end):
+            continue
+        if budget is not None:
+            budget.spend(1)
+        origin = known[value]
+        occurrences.append(
+            Finding(start, end, value, origin.pattern, origin.prefix, origin.priority)
+        )
+    return occurrences
+
+
+def merged(found: tuple[Finding, ...], extra: Sequence[Finding]) -> tuple[Finding, ...]:
+    """found plus the extra findings that overlap none of it (both sorted, non-overlapping)."""
+    if not extra:
+        return found
+    ends = [f.end for f in found]
+    added = []
+    for finding in extra:
+        index = bisect.bisect_right(ends, finding.start)
+        if index < len(found) and found[index].start < finding.end:
+            continue
+        added.append(finding)
+    if not added:
+        return found
+    return tuple(sorted((*found, *added), key=lambda f: f.start))
+
+
+def unglued(found: tuple[Finding, ...]) -> tuple[Finding, ...]:
+    """found, with findings that touch (one ends where the next starts: two PEM blocks back
+    to back) joined into one: their placeholders would be glued ("KEY_001PRIVATE_KEY_002"),
+    and a placeholder glued to a word is not restored. The joined value gets the first one's
+    rule and a placeholder of its own."""
+    if len(found) < 2 or all(a.end < b.start for a, b in itertools.pairwise(found)):
+        return found
+    joined = [found[0]]
+    for finding in found[1:]:
+        last = joined[-1]
+        if last.end == finding.start and not (last.continuation or finding.continuation):
+            value = last.value + finding.value
+            joined[-1] = Finding(
+                last.start, finding.end, value, last.pattern, last.prefix, last.priority
+            )
+        else:
+            joined.append(finding)
+    return tuple(joined)
