@@ -93,6 +93,9 @@ def floor_regex() -> tuple[re.Pattern[str], int]:
         regex = entry.regex
         if entry.context_window == 0 and entry.context_regex:
             regex = f"(?:{entry.context_regex})(?:{entry.regex})"
+        # A composite's parts are named groups; names repeat across rules, and one match is all
+        # the floor needs.
+        regex = re.sub(r"\(\?P<[A-Za-z0-9_]+>", "(?:", regex)
         try:
             re.compile(regex)
         except re.error:

@@ -137,7 +137,14 @@ def _preview(text: str) -> dict[str, Any]:
         }
         for f in result.findings
     ]
-    return {"findings": rows, "masked": result.text, "searched": True}
+    # Rules on trial mask nothing: the page shows what they would take, as the audit counts it.
+    trial = snapshot.trial.find(text) if snapshot.trial is not None else ()
+    trial_rows = [
+        {"pattern": f.pattern, "start": f.start, "end": f.end, "value": f.value, "prefix": f.prefix}
+        for f in trial
+        if not f.continuation
+    ]
+    return {"findings": rows, "trial": trial_rows, "masked": result.text, "searched": True}
 
 
 @admin.register(SensitiveTerm)

@@ -549,7 +549,10 @@ class Snapshot:
             bounded = subject.bounded(*span) if span[1] > span[0] else None
             if bounded is None:
                 continue
-            start, end = bounded
+            # A composite value keeps its own edges (the "@" that ends a URL's password): its
+            # parts, not its edges, are where placeholders go, and each part is checked for a
+            # word it would be glued to (_expanded).
+            start, end = span if compiled.groups else bounded
             value = subject.value(start, end)
             if value in self.allowed:
                 continue

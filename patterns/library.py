@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from patterns.engine import PatternSpec
@@ -498,28 +499,154 @@ _RESOURCE_IDS: tuple[LibraryEntry, ...] = (
 
 # --- the rest of the library ------------------------------------------------------------------
 
+# An ARN keeps its structure: partition, service, region and resource type stay readable; the
+# account, an S3 bucket and the names a customer chose are masked each as a placeholder of its
+# own (named groups), typed by what they name where the resource type says it, so a policy
+# still reads as "this role may write to that bucket". The same account or bucket gets the
+# same placeholder inside an ARN and where it stands alone.
+# A region name (us-east-1, ap-northeast-2, us-gov-west-1): endpoints keep it readable.
+_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]"
+_ARN_PARTITION = r"arn:aws(?:-cn|-us-gov|-iso(?:-[a-z])?|-eusc)?:"
+# Any resource: stops at whitespace, quotes, brackets and non-ASCII text; a trailing '.', ':'
+# or ',' is punctuation, not ARN. Inner commas are kept because IAM names may contain them.
+_ARN_ANY = r"[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-]"
+# A name (IAM's characters), and the IAM path before it: AWS's own first words stay readable
+# (service-role/, aws-service-role/, aws-reserved/), a customer's path ("/division_abc/") is
+# masked, since it can name teams and projects.
+_ARN_NAME = r"[A-Za-z0-9_+=,.@-]*[A-Za-z0-9_+=@-]"
+
+
+def _not_digits_only(chars: str, last: str) -> str:
+    """A run of [chars] ending in [last], with something other than a digit in it."""
+    return f"[0-9]*(?:[{chars.replace('0-9', '')}][{chars}]*[{last}]|[{last.replace('0-9', '')}])"
+
+
+# One segment of a resource, between '/' and ':' (not ending in '.' or ',': punctuation).
+_ARN_SEGMENT = _not_digits_only("A-Za-z0-9_+=@.*$%~,-", "A-Za-z0-9_+=@*$%~-")
+_ARN_REST = _not_digits_only("A-Za-z0-9_+=@./:*$%~,-", "A-Za-z0-9_+=@/*$%~-")
+# Each segment of a path or a name is a part of its own, so that a name met again alone (the
+# "Path" or "PolicyName" beside the ARN) is the same value, with the same placeholder. A regex
+# names a fixed number of groups: past `most` segments, the rest is one part. A segment of
+# digits only (a version, a revision) names nothing and stays readable.
+
+
+def _segments(
+    group: str, segment: str, rest: str, *, most: int, trailing_slash: bool = False
+) -> str:
+    """Up to `most` segments joined by '/' or ':' (each followed by '/' for a path), the last
+    one taking the rest; each a named group `group`."""
+    if trailing_slash:
+        regex = f"(?:(?P<{group}>{rest})/)?"
+        for _ in range(most - 1):
+            regex = f"(?:(?P<{group}>{segment})/{regex})?"
+        return regex
+    # AWS's key/value resources ("autoScalingGroupName/my-asg:policyName/scale-out"): the keys
+    # stay readable.
+    key = r"(?:[a-z]+(?:[A-Z][a-z]+)*Name/)?"
+    regex = f"{key}(?:(?P<{group}>{rest})|[0-9]+)"
+    for _ in range(most - 1):
+        regex = f"{key}(?:(?P<{group}>{segment})|[0-9]+)(?:[/:]+{regex})?"
+    return regex
+
+
+_ARN_PATH = r"(?:(?:service-role|aws-service-role|aws-reserved)/)?" + _segments(
+    "AWS_IAM_PATH",
+    r"[A-Za-z0-9_+=,.@-]*[A-Za-z0-9_+=@-]",
+    r"[A-Za-z0-9_+=,.@/-]*[A-Za-z0-9_+=@-]",
+    most=3,
+    trailing_slash=True,
+)
+# (service, resource with its named parts). What follows a typed name after '/' or ':' and is
+# not described here is masked as AWS_NAME (an ID after a name: a stack's UUID, a load
+# balancer's hex ID, a subscription), so an unexpected suffix never stays readable.
+_ARN_TYPED_RESOURCES: tuple[tuple[str, str], ...] = (
+    ("iam", f"role/{_ARN_PATH}(?P<AWS_IAM_ROLE>{_ARN_NAME})"),
+    ("iam", f"user/{_ARN_PATH}(?P<AWS_IAM_USER>{_ARN_NAME})"),
+    ("iam", f"group/{_ARN_PATH}(?P<AWS_IAM_GROUP>{_ARN_NAME})"),
+    ("iam", f"policy/{_ARN_PATH}(?P<AWS_IAM_POLICY>{_ARN_NAME})"),
+    ("iam", f"instance-profile/{_ARN_PATH}(?P<AWS_IAM_INSTANCE_PROFILE>{_ARN_NAME})"),
+    ("sts", f"assumed-role/(?P<AWS_IAM_ROLE>{_ARN_NAME})(?:/(?P<AWS_STS_SESSION>{_ARN_NAME}))?"),
+    # A version number or $LATEST stays readable; an alias is a name (masked as AWS_NAME).
+    ("lambda", r"function:(?P<AWS_LAMBDA_FUNCTION>[A-Za-z0-9_-]+)(?::(?:[0-9]+|\$LATEST))?"),
+    ("lambda", r"layer:(?P<AWS_LAMBDA_LAYER>[A-Za-z0-9_-]+)(?::[0-9]+)?"),
+    (
+        "dynamodb",
+        r"table/(?P<AWS_DYNAMODB_TABLE>[A-Za-z0-9_.-]*[A-Za-z0-9_-])"
+        r"(?:/stream/[0-9T:.-]*[0-9])?",  # a stream's label is its creation time
+    ),
+    ("sqs", r"(?P<AWS_SQS_QUEUE>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)"),
+    ("sns", r"(?P<AWS_SNS_TOPIC>[A-Za-z0-9_-]{1,256}(?:\.fifo)?)"),
+    ("eks", r"cluster/(?P<AWS_EKS_CLUSTER>[A-Za-z0-9_-]+)"),
+    ("ecs", r"cluster/(?P<AWS_ECS_CLUSTER>[A-Za-z0-9_-]+)"),
+    ("rds", r"db:(?P<AWS_RDS_INSTANCE>[A-Za-z0-9-]+)"),
+    ("rds", r"cluster:(?P<AWS_RDS_CLUSTER>[A-Za-z0-9-]+)"),
+    ("ec2", r"instance/(?P<AWS_EC2>i-[0-9A-Fa-f]+)"),
+    ("ec2", r"vpc/(?P<AWS_VPC>vpc-[0-9A-Fa-f]+)"),
+    ("ec2", r"subnet/(?P<AWS_SUBNET>subnet-[0-9A-Fa-f]+)"),
+    ("ec2", r"security-group/(?P<AWS_SG>sg-[0-9A-Fa-f]+)"),
+    ("kms", r"key/(?P<AWS_KMS_KEY>[A-Za-z0-9-]+)"),
+    ("kms", f"alias/(?P<AWS_KMS_ALIAS>{_ARN_NAME})"),
+    ("secretsmanager", r"secret:(?P<AWS_SECRET_NAME>[A-Za-z0-9/_+=.@-]*[A-Za-z0-9_+=@-])"),
+    (
+        "logs",
+        r"log-group:(?P<AWS_LOG_GROUP>[A-Za-z0-9_./#-]*[A-Za-z0-9_/#-])"
+        r"(?::\*|:log-stream:(?P<AWS_LOG_STREAM>[A-Za-z0-9_./$\[\]#=+@-]*[A-Za-z0-9_/$\]#=+@-]))?",
+    ),
+    ("states", r"stateMachine:(?P<AWS_STATE_MACHINE>[A-Za-z0-9_-]+)"),
+    ("cloudformation", r"stack/(?P<AWS_CLOUDFORMATION_STACK>[A-Za-z0-9-]+)"),
+    (
+        "elasticloadbalancing",
+        r"loadbalancer/(?:app/|net/|gwy/)?(?P<AWS_ELB>[A-Za-z0-9-]+)",
+    ),
+    ("elasticloadbalancing", r"targetgroup/(?P<AWS_ELB_TARGET_GROUP>[A-Za-z0-9-]+)"),
+    ("ecr", r"repository/(?P<AWS_ECR_REPOSITORY>[a-z0-9._/-]*[a-z0-9])"),
+)
+
+
+def _unique_groups(regex: str) -> str:
+    """Numbers repeated group names (AWS_ACCOUNT, AWS_ACCOUNT__2, ...): a regex names each group
+    once, and the engine reads the prefix before "__"."""
+    seen: dict[str, int] = {}
+
+    def rename(match: re.Match[str]) -> str:
+        name = match.group(1)
+        seen[name] = seen.get(name, 0) + 1
+        return f"(?P<{name}>" if seen[name] == 1 else f"(?P<{name}__{seen[name]}>"
+
+    return re.sub(r"\(\?P<([A-Z0-9_]+)>", rename, regex)
+
+
+def _arn_regex() -> str:
+    account = r"(?P<AWS_ACCOUNT>[0-9]{12})?"
+    unexpected = f"(?:[/:]+{_segments('AWS_NAME', _ARN_SEGMENT, _ARN_REST, most=2)})?"
+    typed = [
+        f"{service}:[a-z0-9-]*:{account}:{resource}{unexpected}"
+        for service, resource in _ARN_TYPED_RESOURCES
+    ]
+    # A bucket already masked (a placeholder, when the masked text is scanned again) keeps the
+    # ARN in this branch, whose key stays readable.
+    bucket = r"s3:::(?:(?P<AWS_S3>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])|[A-Z][A-Z0-9_]*_[0-9]{3,})"
+    bucket += r"(?:/[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-])?"
+    # Any other resource: its type (when it has one) stays readable, the rest is a name.
+    name = _segments("AWS_NAME", _ARN_SEGMENT, _ARN_REST, most=6)
+    other = f"[a-z0-9-]+:[a-z0-9-]*:{account}:(?:[A-Za-z0-9-]+[/:])?{name}"
+    # RE2 prefers the first alternative that matches: the typed ones, then the others.
+    return _unique_groups(_ARN_PARTITION + "(?:" + "|".join([*typed, bucket, other]) + ")")
+
+
 _ARN_ENTRIES: tuple[LibraryEntry, ...] = (
     LibraryEntry(
         name="aws_arn",
         category="aws_arn",
         description=(
             "Amazon Resource Name in any partition (aws, aws-cn, aws-us-gov, aws-iso*, aws-eusc), "
-            "structure kept: the account, an S3 bucket and the resource's name are masked each "
-            "on its own; AWS-managed ARNs with the account 'aws' are left visible."
+            "structure kept: the account, an S3 bucket and the names a customer chose are masked "
+            "each on its own, typed where the resource type says what they name (role, user, "
+            "function, table, queue, topic, cluster, key, secret, log group, ...); AWS-managed "
+            "ARNs with the account 'aws' are left visible."
         ),
-        # Region and account may be empty (IAM, S3). The resource stops at whitespace, quotes,
-        # brackets and non-ASCII text; a trailing '.', ':' or ',' is punctuation, not ARN. Inner
-        # commas are kept because IAM names may contain them ("role/a,b").
-        # Structure kept: partition, service, region and resource type stay readable; the
-        # account, an S3 bucket and the resource's name (after its type) are masked each as a
-        # placeholder of its own (named groups), the same as where they stand alone.
-        regex=(
-            r"arn:aws(?:-cn|-us-gov|-iso(?:-[a-z])?|-eusc)?:"
-            r"(?:s3:::(?P<AWS_S3>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])"
-            r"(?:/[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-])?"
-            r"|[a-z0-9-]+:[a-z0-9-]*:(?P<AWS_ACCOUNT>[0-9]{12})?:(?:[A-Za-z0-9-]+[/:])?"
-            r"(?P<AWS_NAME>[A-Za-z0-9_+=@./:*$%~,-]*[A-Za-z0-9_+=@/*$%~-]))"
-        ),
+        # Region and account may be empty (IAM, S3). See _arn_regex for the parts.
+        regex=_arn_regex(),
         prefix="AWS_ARN",
         priority=5,
         positive=(
@@ -1016,7 +1143,12 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_redshift_endpoint",
         category="aws_endpoint",
         description="Redshift or Redshift Serverless endpoint host name.",
-        regex=r"[A-Za-z0-9][A-Za-z0-9.-]*\.redshift(?:-serverless)?\.amazonaws\.com(?:\.cn)?",
+        # The cluster's (or workgroup's) labels are masked; a Serverless workgroup's account,
+        # the region and the service stay readable.
+        regex=(
+            r"(?P<AWS_REDSHIFT_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*?)(?:\.(?P<AWS_ACCOUNT>[0-9]{12}))?"
+            rf"\.{_REGION}\.redshift(?:-serverless)?\.amazonaws\.com(?:\.cn)?"
+        ),
         prefix="AWS_REDSHIFT_ENDPOINT",
         priority=20,
         positive=(
@@ -1032,7 +1164,11 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_elb_dns_name",
         category="aws_endpoint",
         description="Classic, Application or Network Load Balancer DNS name (*.elb.amazonaws.com).",
-        regex=r"[A-Za-z0-9][A-Za-z0-9.-]*\.elb(?:\.[a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?",
+        # The load balancer's labels are masked; the region and the service stay readable.
+        regex=(
+            rf"(?P<AWS_ELB>[A-Za-z0-9][A-Za-z0-9.-]*?)(?:\.{_REGION})?"
+            rf"\.elb(?:\.{_REGION})?\.amazonaws\.com(?:\.cn)?"
+        ),
         prefix="AWS_ELB",
         priority=20,
         positive=(
@@ -1051,8 +1187,11 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         category="aws_endpoint",
         description="EKS cluster API server endpoint or OIDC issuer URL.",
         regex=(
-            r"[A-Za-z0-9][A-Za-z0-9.-]*\.eks\.amazonaws\.com(?:\.cn)?"
-            r"|oidc\.eks\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/id/[A-Za-z0-9]+"
+            # The cluster's ID is masked (the same in both forms); the cell label ("gr7"),
+            # the region and the service stay readable.
+            r"(?P<AWS_EKS_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*?)(?:\.[a-z]{2}[0-9]+)?"
+            rf"(?:\.{_REGION})?\.eks\.amazonaws\.com(?:\.cn)?"
+            r"|oidc\.eks\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/id/(?P<AWS_EKS_ENDPOINT__2>[A-Za-z0-9]+)"
         ),
         prefix="AWS_EKS_ENDPOINT",
         priority=20,
@@ -1071,8 +1210,12 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         category="aws_endpoint",
         description="ElastiCache or MemoryDB endpoint host name.",
         regex=(
-            r"[A-Za-z0-9][A-Za-z0-9.-]*\.cache\.amazonaws\.com(?:\.cn)?"
-            r"|[A-Za-z0-9][A-Za-z0-9.-]*\.memorydb\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
+            # The cluster's labels are masked; the region (short, "use1", or long) and the
+            # service stay readable.
+            r"(?P<AWS_ELASTICACHE_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*?)(?:\.[a-z]{3,4}[0-9])?"
+            r"\.cache\.amazonaws\.com(?:\.cn)?"
+            r"|(?P<AWS_ELASTICACHE_ENDPOINT__2>[A-Za-z0-9][A-Za-z0-9.-]*)"
+            r"\.memorydb\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
         ),
         prefix="AWS_ELASTICACHE_ENDPOINT",
         priority=20,
@@ -1090,7 +1233,10 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_api_gateway_endpoint",
         category="aws_endpoint",
         description="API Gateway invoke host name (*.execute-api.<region>.amazonaws.com).",
-        regex=r"[A-Za-z0-9][A-Za-z0-9.-]*\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?",
+        regex=(
+            r"(?P<AWS_APIGW_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*)"
+            r"\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
+        ),
         prefix="AWS_APIGW_ENDPOINT",
         priority=20,
         positive=(
@@ -1106,7 +1252,7 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_cloudfront_domain",
         category="aws_endpoint",
         description="CloudFront distribution domain name (*.cloudfront.net).",
-        regex=r"[A-Za-z0-9][A-Za-z0-9.-]*\.cloudfront\.net",
+        regex=r"(?P<AWS_CLOUDFRONT_DOMAIN>[A-Za-z0-9][A-Za-z0-9.-]*)\.cloudfront\.net",
         prefix="AWS_CLOUDFRONT_DOMAIN",
         priority=20,
         positive=(
@@ -1122,7 +1268,7 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_lambda_function_url",
         category="aws_endpoint",
         description="Lambda function URL host name (*.lambda-url.<region>.on.aws).",
-        regex=r"[a-z0-9]+\.lambda-url\.[a-z0-9-]+\.on\.aws",
+        regex=r"(?P<AWS_LAMBDA_URL>[a-z0-9]+)\.lambda-url\.[a-z0-9-]+\.on\.aws",
         prefix="AWS_LAMBDA_URL",
         priority=20,
         positive=(
@@ -1138,7 +1284,10 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_opensearch_endpoint",
         category="aws_endpoint",
         description="OpenSearch Service domain or OpenSearch Serverless collection endpoint.",
-        regex=r"[A-Za-z0-9][A-Za-z0-9.-]*\.(?:es|aoss)\.amazonaws\.com(?:\.cn)?",
+        regex=(
+            r"(?P<AWS_OPENSEARCH_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*?)"
+            rf"(?:\.{_REGION})?\.(?:es|aoss)\.amazonaws\.com(?:\.cn)?"
+        ),
         prefix="AWS_OPENSEARCH_ENDPOINT",
         priority=20,
         positive=(
@@ -1156,8 +1305,10 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         category="aws_endpoint",
         description="Amazon MSK (Kafka) or Amazon MQ broker host name.",
         regex=(
-            r"[A-Za-z0-9][A-Za-z0-9.-]*\.kafka(?:-serverless)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
-            r"|[A-Za-z0-9][A-Za-z0-9.-]*\.mq\.[a-z0-9-]+\.(?:amazonaws\.com(?:\.cn)?|on\.aws)"
+            r"(?P<AWS_BROKER_ENDPOINT>[A-Za-z0-9][A-Za-z0-9.-]*)"
+            r"\.kafka(?:-serverless)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
+            r"|(?P<AWS_BROKER_ENDPOINT__2>[A-Za-z0-9][A-Za-z0-9.-]*)"
+            r"\.mq\.[a-z0-9-]+\.(?:amazonaws\.com(?:\.cn)?|on\.aws)"
         ),
         prefix="AWS_BROKER_ENDPOINT",
         priority=20,
@@ -1174,10 +1325,13 @@ _ENDPOINT_ENTRIES: tuple[LibraryEntry, ...] = (
         name="aws_ecr_registry",
         category="aws_endpoint",
         description=(
-            "Private ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com); the repository "
-            "name stays visible."
+            "Private ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com) and repository: "
+            "the account and the repository's name are masked, the region and a tag stay visible."
         ),
-        regex=r"[0-9]{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?",
+        regex=(
+            r"(?P<AWS_ACCOUNT>[0-9]{12})\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?"
+            r"(?:/(?P<AWS_ECR_REPOSITORY>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*))?"
+        ),
         prefix="AWS_ECR_REGISTRY",
         priority=20,
         positive=(
@@ -1630,12 +1784,17 @@ _SECRET_ENTRIES: tuple[LibraryEntry, ...] = (
         name="url_credentials",
         category="secret",
         description=(
-            "URL with a user name and password (postgres://user:pass@host); scheme, user, "
-            "password and host are masked together, port and path stay visible."
+            "URL with a user name and password (postgres://user:pass@host): the user, the "
+            "password and the host are masked each on its own; scheme, port and path stay "
+            "readable."
         ),
-        # RE2 has no lookbehind: a password-only match would have to take ':' and '@' along and
-        # glue the placeholder to the host, where unmask could not find it again.
-        regex=r"[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@\"'<>]*:[^\s@\"'<>]+@[A-Za-z0-9.-]*[A-Za-z0-9]",
+        # The host is a part too: a shorter match (to the '@') would lose to an e-mail address
+        # read across "password@host". A host that is not a name (an IPv6 address in brackets)
+        # leaves the match at the '@', user and password still masked.
+        regex=(
+            r"[A-Za-z][A-Za-z0-9+.-]*://(?P<URL_USER>[^\s:/@\"'<>]*)"
+            r":(?P<URL_PASSWORD>[^\s@\"'<>]+)@(?P<URL_HOST>[A-Za-z0-9.-]*[A-Za-z0-9])?"
+        ),
         prefix="URL_CREDENTIALS",
         priority=4,
         positive=(
@@ -1643,6 +1802,7 @@ _SECRET_ENTRIES: tuple[LibraryEntry, ...] = (
             "export DATABASE_URL=postgresql://app:p/ss:w0rd@10.0.1.5:5432/app",
             "REDIS_URL = redis://:authtoken123@cache.internal:6379/0",
             "broker amqps://mq-user:Xk9#mQ2z@b-1234.mq.us-east-1.amazonaws.com:5671",
+            "postgres://app:Wq8#zL2v@[fd00::12]:5432/app",
         ),
         negative=(
             "https://example.com:8443/path",

@@ -111,10 +111,31 @@ def _arn_parts(arn: str) -> Iterator[tuple[str, str, str]]:
         yield "arn_bucket", parts.group("bucket"), ""
     if parts.group("account"):
         yield "arn_account", parts.group("account"), ""
-        resource_id = parts.group("id")
-        if any(ch.isalnum() for ch in resource_id):
-            within = "" if is_distinctive(resource_id) else _as_written(arn)
-            yield "arn_resource_id", _as_written(resource_id), within
+        for segment in _identifying_segments(parts.group("id")):
+            within = "" if is_distinctive(segment) else _as_written(arn)
+            yield "arn_resource_id", _as_written(segment), within
+
+
+# Words of AWS's own in ARN resource paths (AWS's ARN formats: load balancer kinds, DynamoDB
+# streams and indexes, CloudWatch log streams, IAM's service paths), and values that name no
+# one: version numbers, a stream's creation time, $LATEST, wildcards.
+_AWS_RESOURCE_WORDS = frozenset(
+    {"app", "net", "gwy", "stream", "index", "log-stream", "service-role", "aws-service-role"}
+    | {"aws-reserved", "$LATEST", "service_control_policy", "tag_policy", "backup_policy"}
+    | {"aiservices_opt_out_policy"}
+)
+_NAMES_NO_ONE = re.compile(r"[0-9]+|[a-z]+(?:[A-Z][a-z]+)*Name")  # and keys ("policyName")
+_NAMES_NO_ONE_INSIDE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+[0-9]|\$LATEST")
+
+
+def _identifying_segments(resource_id: str) -> Iterator[str]:
+    """The parts of an ARN's resource (split at '/' and ':') that identify something of the
+    customer's, without the wildcards at their edges ("dev-*" names "dev-")."""
+    for segment in re.split(r"[/:]", _NAMES_NO_ONE_INSIDE.sub("", resource_id)):
+        segment = segment.strip("*")
+        names = any(ch.isalnum() for ch in segment) and not _NAMES_NO_ONE.fullmatch(segment)
+        if names and segment not in _AWS_RESOURCE_WORDS:
+            yield segment
 
 
 def _as_written(value: str) -> str:

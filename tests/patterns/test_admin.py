@@ -103,6 +103,20 @@ def test_test_page_shows_matches_and_masked_text(admin_client: Client) -> None:
     assert "sensitive_term" in body
 
 
+def test_test_page_shows_composite_parts_and_rules_on_trial(admin_client: Client) -> None:
+    Pattern.objects.create(
+        name="ticket_id", regex=r"TCK-[0-9]{6}", placeholder_prefix="TICKET", trial=True
+    )
+    text = "TCK-123456: arn:aws:iam::123456789012:role/deploy cannot read it"
+    body = admin_client.post(reverse("admin:patterns_pattern_test"), {"text": text}).content
+    page = body.decode()
+    masked = "TCK-123456: arn:aws:iam::AWS_ACCOUNT_001:role/AWS_IAM_ROLE_001 cannot read it"
+    assert masked in page
+    assert "<code>AWS_IAM_ROLE_001</code>" in page and "<code>deploy</code>" in page
+    trial = page[page.index('id="test-trial"') :]
+    assert "<td>ticket_id</td>" in trial and "<code>TCK-123456</code>" in trial
+
+
 def test_test_page_needs_staff(db: None) -> None:
     response = Client().get(reverse("admin:patterns_pattern_test"))
     assert response.status_code == 302

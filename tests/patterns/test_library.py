@@ -511,29 +511,63 @@ def test_secret_key_is_masked_only_in_context(library: Snapshot) -> None:
 @pytest.mark.parametrize(
     ("arn", "masked"),
     [
-        ("arn:aws:iam::123456789012:role/Admin", "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_NAME_001"),
+        (
+            "arn:aws:iam::123456789012:role/Admin",
+            "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_IAM_ROLE_001",
+        ),
         ("arn:aws-cn:s3:::cn-backup-bucket/exports/*", "arn:aws-cn:s3:::AWS_S3_001/exports/*"),
         (
             "arn:aws-us-gov:iam::123456789012:user/ops",
-            "arn:aws-us-gov:iam::AWS_ACCOUNT_001:user/AWS_NAME_001",
+            "arn:aws-us-gov:iam::AWS_ACCOUNT_001:user/AWS_IAM_USER_001",
         ),
         (
             "arn:aws-iso:ec2:us-iso-east-1:123456789012:instance/i-0123456789abcdef0",
-            "arn:aws-iso:ec2:us-iso-east-1:AWS_ACCOUNT_001:instance/AWS_NAME_001",
+            "arn:aws-iso:ec2:us-iso-east-1:AWS_ACCOUNT_001:instance/AWS_EC2_001",
         ),
         (
             "arn:aws-iso-b:sqs:us-isob-east-1:123456789012:jobs",
-            "arn:aws-iso-b:sqs:us-isob-east-1:AWS_ACCOUNT_001:AWS_NAME_001",
+            "arn:aws-iso-b:sqs:us-isob-east-1:AWS_ACCOUNT_001:AWS_SQS_QUEUE_001",
         ),
         (
             "arn:aws-iso-e:kms:eu-isoe-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-            "arn:aws-iso-e:kms:eu-isoe-west-1:AWS_ACCOUNT_001:key/AWS_NAME_001",
+            "arn:aws-iso-e:kms:eu-isoe-west-1:AWS_ACCOUNT_001:key/AWS_KMS_KEY_001",
         ),
         (
             "arn:aws-iso-f:lambda:us-isof-south-1:123456789012:function:ingest",
-            "arn:aws-iso-f:lambda:us-isof-south-1:AWS_ACCOUNT_001:function:AWS_NAME_001",
+            "arn:aws-iso-f:lambda:us-isof-south-1:AWS_ACCOUNT_001:function:AWS_LAMBDA_FUNCTION_001",
         ),
         ("arn:aws-eusc:s3:::eusc-data", "arn:aws-eusc:s3:::AWS_S3_001"),
+        # Typed names; AWS's words in the resource stay readable, a customer's path does not.
+        (
+            "arn:aws:sts::123456789012:assumed-role/DevOps/jane.doe@example.com",
+            "arn:aws:sts::AWS_ACCOUNT_001:assumed-role/AWS_IAM_ROLE_001/AWS_STS_SESSION_001",
+        ),
+        (
+            "arn:aws:iam::123456789012:role/service-role/etl-runner",
+            "arn:aws:iam::AWS_ACCOUNT_001:role/service-role/AWS_IAM_ROLE_001",
+        ),
+        (
+            "arn:aws:iam::123456789012:user/division_abc/subdivision_xyz/Bob",
+            "arn:aws:iam::AWS_ACCOUNT_001:user/AWS_IAM_PATH_001/AWS_IAM_PATH_002/AWS_IAM_USER_001",
+        ),
+        (
+            "arn:aws:dynamodb:us-east-1:123456789012:table/Orders/stream/2025-08-22T12:44:30.000",
+            "arn:aws:dynamodb:us-east-1:AWS_ACCOUNT_001:table/AWS_DYNAMODB_TABLE_001/stream/"
+            "2025-08-22T12:44:30.000",
+        ),
+        (
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188",
+            "arn:aws:elasticloadbalancing:us-east-1:AWS_ACCOUNT_001:loadbalancer/app/AWS_ELB_001/"
+            "AWS_NAME_001",
+        ),
+        (
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/web-api:42",
+            "arn:aws:ecs:us-east-1:AWS_ACCOUNT_001:task-definition/AWS_NAME_001:42",
+        ),
+        (
+            "arn:aws:iam::123456789012:role/dev-*",
+            "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_IAM_ROLE_001*",
+        ),
     ],
 )
 def test_an_arn_keeps_its_structure_and_masks_account_bucket_and_name(
@@ -553,7 +587,7 @@ def test_the_same_account_and_bucket_get_the_same_placeholder_in_an_arn_and_alon
     masked, _ = mask(library, text)
     assert masked == (
         '"Account": "AWS_ACCOUNT_001", "Bucket": "AWS_S3_001", '
-        '"Role": "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_NAME_001", '
+        '"Role": "arn:aws:iam::AWS_ACCOUNT_001:role/AWS_IAM_ROLE_001", '
         '"Resource": "arn:aws:s3:::AWS_S3_001/*"'
     )
 
@@ -566,7 +600,8 @@ def test_arn_inside_json_is_masked_without_the_quote(library: Snapshot) -> None:
 
 def test_arn_in_prose_is_masked_without_the_trailing_period(library: Snapshot) -> None:
     text = "The role is arn:aws:iam::123456789012:role/Admin."
-    assert mask(library, text)[0] == "The role is arn:aws:iam::AWS_ACCOUNT_001:role/AWS_NAME_001."
+    masked = mask(library, text)[0]
+    assert masked == "The role is arn:aws:iam::AWS_ACCOUNT_001:role/AWS_IAM_ROLE_001."
 
 
 def test_arn_stops_at_brackets_commas_and_korean(library: Snapshot) -> None:
@@ -580,19 +615,22 @@ def test_arn_keeps_commas_inside_iam_names(library: Snapshot) -> None:
     assert values(library, f"user {arn} exists") == ["123456789012", "ops,team"]
 
 
-def test_lambda_alias_and_log_group_wildcard_stay_in_the_arns_name(library: Snapshot) -> None:
-    for arn, name in (
+def test_lambda_versions_and_log_group_wildcards_stay_readable_aliases_are_names(
+    library: Snapshot,
+) -> None:
+    for arn, names in (
         (
             "arn:aws:lambda:us-east-1:123456789012:function:order-processor:live",
-            "order-processor:live",
+            ["order-processor", "live"],
         ),
+        ("arn:aws:lambda:us-east-1:123456789012:function:order-processor:7", ["order-processor"]),
         (
             "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/order-processor:*",
-            "/aws/lambda/order-processor:*",
+            ["/aws/lambda/order-processor"],
         ),
-        ("arn:aws:lambda:us-east-1:123456789012:function:api:$LATEST", "api:$LATEST"),
+        ("arn:aws:lambda:us-east-1:123456789012:function:api:$LATEST", ["api"]),
     ):
-        assert values(library, f"grant {arn}") == ["123456789012", name]
+        assert values(library, f"grant {arn}") == ["123456789012", *names]
 
 
 def test_an_arn_that_names_nothing_is_left_as_written(library: Snapshot) -> None:
@@ -668,10 +706,13 @@ def test_two_pem_keys_stay_two_findings(library: Snapshot) -> None:
     assert masked == "old:\nPRIVATE_KEY_001\nnew:\nPRIVATE_KEY_002\n"
 
 
-def test_url_password_is_masked_with_user_and_host_but_not_port_or_path(library: Snapshot) -> None:
+def test_url_user_password_and_host_are_masked_each_port_and_path_stay(library: Snapshot) -> None:
     text = "DATABASE_URL=postgres://admin:S3cr3t!@db.internal:5432/orders?sslmode=require"
     masked, allocator = mask(library, text)
-    assert masked == "DATABASE_URL=URL_CREDENTIALS_001:5432/orders?sslmode=require"
+    assert masked == (
+        "DATABASE_URL=postgres://URL_USER_001:URL_PASSWORD_001@URL_HOST_001:5432/orders"
+        "?sslmode=require"
+    )
     assert unmask(masked, allocator.restore_map) == text
 
 
