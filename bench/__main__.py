@@ -21,6 +21,7 @@ from bench import (
     memory_bench,
     proxy_bench,
     redis_bench,
+    session_bench,
     spec_bench,
     stream_bench,
 )
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "redis": redis_bench.run,
     "proxy": proxy_bench.run,
     "stream": stream_bench.run,
+    "session": session_bench.run,
     "memory": memory_bench.run,
     "spec": spec_bench.run,
     "fairness": fairness_bench.run,

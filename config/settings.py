@@ -197,6 +197,9 @@ PROXY_LEARNED_VALUES_IN_MEMORY = env_int(
     max(200_000, PROXY_LEARNED_VALUES_MAX),
     minimum=PROXY_LEARNED_VALUES_MAX,
 )
+# What a process scanned already (patterns/scan_cache.py: a conversation's history is not
+# scanned again every turn), in MB, in each worker and in its scanning process; 0 turns it off.
+PROXY_SCAN_CACHE_MB = env_int("PROXY_SCAN_CACHE_MB", 64, minimum=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

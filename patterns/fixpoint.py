@@ -23,6 +23,7 @@ from patterns.engine import (
     format_placeholder,
 )
 from patterns.occurrences import merged
+from patterns.scan_cache import ScopedCache, findings_key
 
 Findings = tuple[tuple[Finding, ...], ...]
 FIXPOINT_ROUNDS = 3
@@ -33,18 +34,37 @@ def found_in_masked(
     texts: Sequence[str],
     findings: Findings,
     budget: FindingBudget | None = None,
+    cache: ScopedCache | None = None,
 ) -> tuple[Findings, bool]:
     """findings plus what one more scan of each masked text finds outside the placeholders,
-    and whether it found anything."""
+    and whether it found anything. cache: what such scans revealed before (the same text
+    masked at the same places)."""
     grown = False
     result = []
     for text, found in zip(texts, findings, strict=True):
-        extra = _revealed(snapshot, text, found, budget) if found else []
+        extra = _cached_revealed(snapshot, text, found, budget, cache) if found else []
         if extra:
             grown = True
             found = merged(found, extra)
         result.append(found)
     return tuple(result), grown
+
+
+def _cached_revealed(
+    snapshot: Snapshot,
+    text: str,
+    found: tuple[Finding, ...],
+    budget: FindingBudget | None,
+    cache: ScopedCache | None,
+) -> list[Finding]:
+    if cache is None:
+        return _revealed(snapshot, text, found, budget)
+    key = cache.key("revealed", (text, findings_key(found)))
+    cached: tuple[Finding, ...] | None = cache.cache.get(key)
+    if cached is None:
+        cached = tuple(_revealed(snapshot, text, found, budget))
+        cache.cache.put(key, cached, len(cached))
+    return list(cached)
 
 
 def _revealed(

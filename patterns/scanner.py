@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from patterns import scan_cache
 from patterns.engine import (
     PLACEHOLDER_LITERAL_PATTERN,
     PLACEHOLDER_TOKEN,
@@ -33,6 +34,7 @@ from patterns.engine import (
 )
 from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
 from patterns.occurrences import merged, unglued, with_every_occurrence
+from patterns.scan_cache import ScopedCache, scoped
 
 Findings = tuple[tuple[Finding, ...], ...]
 T = TypeVar("T")
@@ -49,6 +51,7 @@ def find_in_texts(
     runs: Sequence[int] | None = None,
     budget: FindingBudget | None = None,
     known: Findings | None = None,
+    scope: str | None = None,
 ) -> Findings:
     """Every value in each text: what the rules find, every other occurrence of the values
     they found (patterns.occurrences), and what masking them reveals (patterns.fixpoint).
@@ -58,14 +61,17 @@ def find_in_texts(
     budget: raises TooManyFindings once the texts hold more matches than it allows.
     known: per text, values found already (KnownValues.find: what the namespace learned);
     where a rule's match overlaps one, the rule's match wins.
+    scope: the namespace, to reuse what this process scanned before in it
+    (patterns.scan_cache); None scans everything.
     """
-    findings = _by_rules(snapshot, texts, runs, budget)
+    cache = scoped(snapshot, scope)
+    findings = _by_rules(snapshot, texts, runs, budget, cache)
     if known is not None:
         findings = tuple(merged(f, k) for f, k in zip(findings, known, strict=True))
     for _ in range(FIXPOINT_ROUNDS):
         findings = with_every_occurrence(texts, findings, budget)
         # No budget: the masked texts hold fewer matches than the texts the budget paid for.
-        findings, grown = found_in_masked(snapshot, texts, findings)
+        findings, grown = found_in_masked(snapshot, texts, findings, cache=cache)
         if not grown:
             break
     return tuple(unglued(found) for found in findings)
@@ -76,35 +82,75 @@ def _by_rules(
     texts: Sequence[str],
     runs: Sequence[int] | None,
     budget: FindingBudget | None,
+    cache: ScopedCache | None = None,
 ) -> Findings:
     if runs is None:
-        return tuple(snapshot.find(text, budget) for text in texts)
+        return tuple(_run_found(snapshot, [text], budget, cache)[0] for text in texts)
     members: dict[int, list[int]] = {}
     for index, run in enumerate(runs):
         members.setdefault(run, []).append(index)
     findings: list[tuple[Finding, ...]] = [()] * len(texts)
     for indices in members.values():
-        if len(indices) == 1:
-            findings[indices[0]] = snapshot.find(texts[indices[0]], budget)
-            continue
         pieces = [texts[i] for i in indices]
-        for index, found in zip(indices, snapshot.find_run(pieces, budget), strict=True):
+        for index, found in zip(indices, _run_found(snapshot, pieces, budget, cache), strict=True):
             findings[index] = found
     return tuple(findings)
 
 
+def _run_found(
+    snapshot: Snapshot,
+    pieces: Sequence[str],
+    budget: FindingBudget | None,
+    cache: ScopedCache | None,
+) -> Findings:
+    """What the rules find in a run of pieces (one text: a run of one), from the cache when
+    this process scanned the same run before; a hit spends the budget its findings cost."""
+    key = cache.key("rules", pieces) if cache is not None else None
+    if cache is not None and key is not None:
+        found: Findings | None = cache.cache.get(key)
+        if found is not None:
+            if budget is not None:
+                budget.spend(sum(len(f) for f in found))
+            return found
+    if len(pieces) == 1:
+        found = (snapshot.find(pieces[0], budget),)
+    else:
+        found = tuple(snapshot.find_run(pieces, budget))
+    if cache is not None and key is not None:
+        cache.cache.put(key, found, sum(len(f) for f in found))
+    return found
+
+
 def holds_values(
-    snapshot: Snapshot, texts: Sequence[str], placeholders: Collection[str] = ()
+    snapshot: Snapshot,
+    texts: Sequence[str],
+    placeholders: Collection[str] = (),
+    scope: str | None = None,
 ) -> bool:
     """Whether any text holds a value. Neither a placeholder-shaped literal nor a match that
     takes in one of `placeholders` (those the texts were masked with) is one: a rule that
     takes a key with its value ("password: PASSWORD_001") matches its own placeholder, and
-    what it matched of the value is that placeholder."""
-    return any(
+    what it matched of the value is that placeholder.
+
+    scope: the namespace, to skip texts this process found clean before in it (every
+    placeholder in a masked text is one the request was masked with)."""
+    cache = scoped(snapshot, scope)
+    return any(_holds_value(snapshot, text, placeholders, cache) for text in texts)
+
+
+def _holds_value(
+    snapshot: Snapshot, text: str, placeholders: Collection[str], cache: ScopedCache | None
+) -> bool:
+    key = cache.key("clean", (text,)) if cache is not None else None
+    if cache is not None and key is not None and cache.cache.get(key) is not None:
+        return False
+    held = any(
         f.pattern != PLACEHOLDER_LITERAL_PATTERN and not _takes_in(f.value, placeholders)
-        for text in texts
         for f in snapshot.find(text)
     )
+    if not held and cache is not None and key is not None:
+        cache.cache.put(key, True)
+    return held
 
 
 def _takes_in(value: str, placeholders: Collection[str]) -> bool:
@@ -140,23 +186,31 @@ def _find_job(
     runs: Sequence[int] | None,
     limit: int | None,
     known: Findings | None,
+    scope: str | None,
 ) -> Scanned:
     started = time.process_time()
     budget = FindingBudget(limit) if limit is not None else None
-    findings = find_in_texts(_snapshot(source), texts, runs, budget, known)
+    findings = find_in_texts(_snapshot(source), texts, runs, budget, known, scope)
     return Scanned(findings, time.process_time() - started)
 
 
 def _holds_job(
-    source: RulesSource, texts: Sequence[str], placeholders: Collection[str]
+    source: RulesSource, texts: Sequence[str], placeholders: Collection[str], scope: str | None
 ) -> tuple[bool, float]:
     started = time.process_time()
-    found = holds_values(_snapshot(source), texts, placeholders)
+    found = holds_values(_snapshot(source), texts, placeholders, scope)
     return found, time.process_time() - started
 
 
 def _ready() -> bool:
     return True
+
+
+def _start_child(parent: int, scan_cache_bytes: int) -> None:
+    """In the child: its scan cache as large as the serving process's, and an exit as soon
+    as the serving process is gone."""
+    scan_cache.configure(scan_cache_bytes)
+    _exit_with_parent(parent)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -192,15 +246,21 @@ class Scanner:
         runs: Sequence[int] | None = None,
         limit: int | None = None,
         known: Findings | None = None,
+        scope: str | None = None,
     ) -> Scanned:
-        """find_in_texts() in the child, with a budget of `limit` matches."""
-        return await self._run(_find_job, _source(snapshot), texts, runs, limit, known)
+        """find_in_texts() in the child, with a budget of `limit` matches (and the child's
+        scan cache in `scope`)."""
+        return await self._run(_find_job, _source(snapshot), texts, runs, limit, known, scope)
 
     async def holds_values(
-        self, snapshot: Snapshot, texts: Sequence[str], placeholders: Collection[str] = ()
+        self,
+        snapshot: Snapshot,
+        texts: Sequence[str],
+        placeholders: Collection[str] = (),
+        scope: str | None = None,
     ) -> tuple[bool, float]:
         """holds_values() in the child, and the CPU time it took there."""
-        return await self._run(_holds_job, _source(snapshot), texts, frozenset(placeholders))
+        return await self._run(_holds_job, _source(snapshot), texts, frozenset(placeholders), scope)
 
     async def aclose(self) -> None:
         """Stop the child (at shutdown): pending scans are cancelled, a running one ends."""
@@ -232,8 +292,8 @@ class Scanner:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=context,
-                    initializer=_exit_with_parent,
-                    initargs=(os.getpid(),),
+                    initializer=_start_child,
+                    initargs=(os.getpid(), scan_cache.configured_bytes()),
                 )
             return self._pool
 

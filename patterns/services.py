@@ -159,14 +159,15 @@ def find_values(
     runs: Sequence[int] | None = None,
     budget: FindingBudget | None = None,
     known: KnownValues | None = None,
+    scope: str | None = None,
 ) -> FoundValues:
     """Every value in each text, here (CPU only: the caller decides on which thread).
 
-    runs and budget: as patterns.scanner.find_in_texts takes them; known: what the
+    runs, budget and scope: as patterns.scanner.find_in_texts takes them; known: what the
     namespace learned from its earlier requests.
     """
     found_known = known.find(texts, budget) if known else None
-    findings = find_in_texts(snapshot, texts, runs, budget, found_known)
+    findings = find_in_texts(snapshot, texts, runs, budget, found_known, scope)
     return FoundValues(texts=tuple(texts), findings=findings)
 
 

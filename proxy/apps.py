@@ -8,4 +8,9 @@ class ProxyConfig(AppConfig):
     verbose_name = "Proxy"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from patterns import scan_cache
         from proxy import signals  # noqa: F401  (connects the receivers)
+
+        scan_cache.configure(settings.PROXY_SCAN_CACHE_MB * 1024 * 1024)

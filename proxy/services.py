@@ -280,14 +280,21 @@ async def _found_values(
     budget = FindingBudget(limits.occurrences)
     try:
         if not call.work.heavy:
-            found = find_values(snapshot, strings.texts, strings.runs, budget, known)
+            found = find_values(
+                snapshot, strings.texts, strings.runs, budget, known, call.principal.namespace
+            )
         else:
             # The learned values' automaton stays here; the scanning process gets what it found.
             found_known = await run_cpu(call.work, known.find, strings.texts, budget)
             async with fair_use.heavy_turn():
                 scanned = await _scan_elsewhere(
                     scanner.find(
-                        snapshot, strings.texts, strings.runs, budget.remaining, found_known
+                        snapshot,
+                        strings.texts,
+                        strings.runs,
+                        budget.remaining,
+                        found_known,
+                        call.principal.namespace,
                     )
                 )
             call.work.cpu_seconds += scanned.cpu_seconds
@@ -302,11 +309,12 @@ async def _found_values(
 async def _hold_values(
     call: ProxyCall, snapshot: Snapshot, texts: list[str], placeholders: frozenset[str]
 ) -> bool:
+    namespace = call.principal.namespace
     if not call.work.heavy:
-        return holds_values(snapshot, texts, placeholders)
+        return holds_values(snapshot, texts, placeholders, namespace)
     async with fair_use.heavy_turn():
         held, cpu_seconds = await _scan_elsewhere(
-            scanner.holds_values(snapshot, texts, placeholders)
+            scanner.holds_values(snapshot, texts, placeholders, namespace)
         )
     call.work.cpu_seconds += cpu_seconds
     return held

@@ -1,0 +1,143 @@
+"""What a process scanned already, so that a conversation's history is not scanned again.
+
+Pure: the standard library and the engine. Claude Code and agent loops resend the whole
+conversation every turn; only the last turn is new. The scans whose results depend on nothing
+but the rules and their input are kept here, keyed by a digest of that input:
+
+- what the rules find in a run of texts (Snapshot.find / find_run);
+- what scanning a text masked with stand-ins reveals, given the findings it was masked with
+  (patterns.fixpoint);
+- that a masked text holds no value (the final check; only that verdict is kept).
+
+Everything that depends on the rest of the request or on the namespace's state is computed
+again every time: the values learned by the namespace, every other occurrence of the values
+found in the request, the placeholders (from Redis), the replacement. A hit gives the result
+a fresh scan would give, so a cache is an optimisation, never a source of truth: a cache in
+one process knows nothing of another's, and a miss only costs time.
+
+Keys hold a scope (the namespace), so that how fast a text is served never tells one tenant
+what another sent. One cache per rules snapshot: new rules start an empty one. Its size is
+bounded by an estimate of the memory its entries hold (SCAN_CACHE_BYTES), least recently used
+entries first out. It holds digests and findings, never the texts; findings hold the values
+they found, as the process's memory does while it serves a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from patterns.engine import Finding, Snapshot
+
+SCAN_CACHE_BYTES = 64 * 1024 * 1024
+# A rough size of an entry and of each finding it holds (the objects and their strings).
+ENTRY_BYTES = 200
+FINDING_BYTES = 250
+
+Findings = tuple[Finding, ...]
+
+
+def digest(kind: str, scope: str, parts: Sequence[str]) -> bytes:
+    """A key for `parts` scanned as `kind` in `scope` (lengths first: no two inputs collide
+    by moving a boundary)."""
+    hasher = hashlib.blake2b(digest_size=20)
+    for text in (kind, scope, *parts):
+        data = text.encode("utf-8", "surrogatepass")
+        hasher.update(len(data).to_bytes(8, "little"))
+        hasher.update(data)
+    return hasher.digest()
+
+
+def findings_key(findings: Sequence[Finding]) -> str:
+    """What a set of findings is, as a string to digest (every field a scan reads)."""
+    return "\x00".join(
+        f"{f.start},{f.end},{f.pattern},{f.prefix},{f.priority},{int(f.continuation)},"
+        f"{f.parts},{f.value}"
+        for f in findings
+    )
+
+
+class ScanCache:
+    """Scan results for one rules snapshot: an LRU bounded by an estimate of its memory."""
+
+    def __init__(self, max_bytes: int = SCAN_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> Any | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[0]
+
+    def put(self, key: bytes, value: Any, findings: int = 0) -> None:
+        cost = ENTRY_BYTES + FINDING_BYTES * findings
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.size -= old[1]
+            self._entries[key] = (value, cost)
+            self.size += cost
+            while self.size > self.max_bytes:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self.size -= evicted
+
+
+class ScopedCache:
+    """A cache and the scope (namespace) its keys are made in."""
+
+    def __init__(self, cache: ScanCache, scope: str) -> None:
+        self.cache = cache
+        self.scope = scope
+
+    def key(self, kind: str, parts: Sequence[str]) -> bytes:
+        return digest(kind, self.scope, parts)
+
+
+_lock = threading.Lock()
+_current: tuple[Snapshot, ScanCache] | None = None
+_max_bytes = SCAN_CACHE_BYTES
+
+
+def configure(max_bytes: int) -> None:
+    """This process's bound (PROXY_SCAN_CACHE_MB); 0 turns the cache off."""
+    global _current, _max_bytes
+    with _lock:
+        _max_bytes, _current = max_bytes, None
+
+
+def configured_bytes() -> int:
+    return _max_bytes
+
+
+def scan_cache(snapshot: Snapshot) -> ScanCache:
+    """This process's cache for these rules (a new, empty one when the rules changed)."""
+    global _current
+    with _lock:
+        if _current is None or _current[0] is not snapshot:
+            _current = (snapshot, ScanCache(_max_bytes))
+        return _current[1]
+
+
+def scoped(snapshot: Snapshot, scope: str | None) -> ScopedCache | None:
+    """The cache to use for a scan in `scope`; None (no cache) without a scope, or when the
+    cache is off."""
+    if scope is None or _max_bytes == 0:
+        return None
+    return ScopedCache(scan_cache(snapshot), scope)
