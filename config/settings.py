@@ -200,6 +200,9 @@ PROXY_LEARNED_VALUES_IN_MEMORY = env_int(
 # What a process scanned already (patterns/scan_cache.py: a conversation's history is not
 # scanned again every turn), in MB, in each worker and in its scanning process; 0 turns it off.
 PROXY_SCAN_CACHE_MB = env_int("PROXY_SCAN_CACHE_MB", 64, minimum=0)
+# Placeholders Redis confirmed a moment ago (patterns/placements.py: a conversation's values
+# are not placed again every turn), at most this many values per process; 0 turns it off.
+PROXY_PLACEMENT_CACHE_VALUES = env_int("PROXY_PLACEMENT_CACHE_VALUES", 100_000, minimum=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

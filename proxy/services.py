@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -15,6 +16,7 @@ from django.conf import settings
 from patterns.engine import FindingBudget, Snapshot, TooManyFindings
 from patterns.memory import learning, process_memory
 from patterns.occurrences import KnownValues
+from patterns.placements import PlacementCache, collides, trust_seconds
 from patterns.scanner import Scanner, ScannerUnavailable, holds_values
 from patterns.services import (
     FoundValues,
@@ -26,9 +28,9 @@ from patterns.services import (
     masked_texts,
 )
 from patterns.store import (
+    Allocation,
     AsyncMappingStore,
     MappingStoreUnavailable,
-    PreparedAllocation,
     Versions,
 )
 from proxy import catalog, fair_use, upstream
@@ -205,9 +207,8 @@ async def _masked(call: ProxyCall) -> dict[str, Any]:
     found = await _found_values(call, snapshot, strings, limits, known)
     if snapshot.trial is not None:
         call.trial_counts = await run_cpu(call.work, snapshot.trial_counts, strings.texts)
-    prepared = await run_cpu(call.work, _prepare, store, namespace, found)
     try:
-        placeholders = await store.place(prepared)
+        placeholders = await _placeholders(call, store, namespace, found)
     except MappingStoreUnavailable:
         raise MaskingUnavailable() from None
     call.masked = masked = await run_cpu(call.work, masked_texts, found, placeholders)
@@ -223,8 +224,40 @@ async def _masked(call: ProxyCall) -> dict[str, Any]:
     return await run_cpu(call.work, replace_request_texts, body, iter(masked.texts))
 
 
-def _prepare(store: AsyncMappingStore, namespace: str, found: FoundValues) -> PreparedAllocation:
-    return store.prepare(namespace, found.allocations(learn=learning()))
+async def _placeholders(
+    call: ProxyCall, store: AsyncMappingStore, namespace: str, found: FoundValues
+) -> dict[str, str]:
+    """value -> placeholder for every value found: those Redis confirmed a moment ago from
+    this process's cache (patterns.placements), the others from Redis. If Redis numbered a
+    new value with a placeholder the cache gives another (a mapping was deleted meanwhile),
+    the cache is dropped for the namespace and every value placed again."""
+    cache = placement_cache()
+    allocations = found.allocations(learn=learning())
+    trusted, missing = cache.split(namespace, allocations) if cache.enabled else ({}, allocations)
+    placed = await _place(call, store, namespace, missing)
+    if collides(trusted, placed):
+        logger.warning("a placeholder in this process's cache was given again; placing anew")
+        cache.forget(namespace)
+        trusted, placed = {}, await _place(call, store, namespace, allocations)
+    cache.remember(namespace, placed)
+    return {**trusted, **placed}
+
+
+async def _place(
+    call: ProxyCall, store: AsyncMappingStore, namespace: str, allocations: list[Allocation]
+) -> dict[str, str]:
+    if not allocations:
+        return {}
+    prepared = await run_cpu(call.work, store.prepare, namespace, allocations)
+    return await store.place(prepared)
+
+
+@functools.cache
+def placement_cache() -> PlacementCache:
+    """This process's placements cache (PROXY_PLACEMENT_CACHE_VALUES; 0 turns it off)."""
+    return PlacementCache(
+        settings.PROXY_PLACEMENT_CACHE_VALUES, trust_seconds(settings.MAPPING_TTL_SECONDS)
+    )
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ FORBIDDEN_IN_PURE_CORE = ("django", "redis", "litellm", "rest_framework", "crypt
         "patterns.engine",
         "patterns.evasion",
         "patterns.library",
+        "patterns.placements",
+        "patterns.scan_cache",
         "patterns.scanner",
         "proxy.charts",
         "proxy.keys",

@@ -21,6 +21,7 @@ from django.test import override_settings
 
 import config.settings as production_settings
 from patterns.store import ALLOCATION_CHUNK, Allocation, MappingStore, cipher_from_settings
+from proxy import audit
 from proxy.keys import generate_key
 from proxy.models import ApiKey
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -71,6 +72,8 @@ def test_a_request_with_more_distinct_values_than_allowed_places_none_of_them(
             json=_body([{"role": "user", "content": text}]),
             headers={"x-api-key": api_key.key},
         )
+        # The audit writer reads settings: let it finish before they change back.
+        audit.flush_audit(timeout=10)
     _assert_refused_and_nothing_placed(response, 413, upstream, redis_client, api_key)
     assert "PROXY_MAX_VALUES_PER_REQUEST" in response.json()["error"]["message"]
 
@@ -169,6 +172,7 @@ def test_requests_over_a_size_limit_get_413_and_place_nothing(
 ) -> None:
     with override_settings(**limit):
         response = http.post("/v1/messages", json=body, headers={"x-api-key": api_key.key})
+        audit.flush_audit(timeout=10)  # the audit writer reads settings
     _assert_refused_and_nothing_placed(response, 413, upstream, redis_client, api_key)
     assert response.json()["error"]["type"] == "request_too_large"
     assert next(iter(limit)) in response.json()["error"]["message"]
