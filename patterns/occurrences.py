@@ -31,6 +31,7 @@ from patterns.engine import (
     is_distinctive,
     stands_alone,
 )
+from patterns.scan_cache import ScopedCache
 
 Findings = tuple[tuple[Finding, ...], ...]
 
@@ -60,15 +61,31 @@ def spreadable(findings: Iterable[Finding]) -> dict[str, Finding]:
     return known
 
 
+_LEVELS = itertools.count()
+
+
 class _Level:
     """Values with one automaton over them all."""
 
     def __init__(self, origins: Mapping[str, Finding]) -> None:
         self.origins = origins
         self.automaton = _automaton(origins)
+        # Names this level's values in scan cache keys: a level never changes.
+        self.token = str(next(_LEVELS))
 
-    def occurrences(self, text: str, budget: FindingBudget | None) -> list[Finding]:
-        return _occurrences(text, self.automaton, self.origins, budget)
+    def occurrences(
+        self, text: str, budget: FindingBudget | None, cache: ScopedCache | None = None
+    ) -> list[Finding]:
+        if cache is None:
+            return _occurrences(text, self.automaton, self.origins, budget)
+        key = cache.key("known", (self.token, text))
+        found: tuple[Finding, ...] | None = cache.cache.get(key)
+        if found is None:
+            found = tuple(_occurrences(text, self.automaton, self.origins, budget))
+            cache.cache.put(key, found, len(found))
+        elif budget is not None:
+            budget.spend(len(found))
+        return list(found)
 
 
 class KnownValues:
@@ -108,14 +125,22 @@ class KnownValues:
         recent = (len(self._recent.origins) if self._recent else 0) + added
         return main + recent if recent > max(RECENT_MIN, math.isqrt(main)) else recent
 
-    def find(self, texts: Sequence[str], budget: FindingBudget | None = None) -> Findings:
-        """Per text, where these values stand alone in it (sorted, not overlapping)."""
+    def find(
+        self,
+        texts: Sequence[str],
+        budget: FindingBudget | None = None,
+        cache: ScopedCache | None = None,
+    ) -> Findings:
+        """Per text, where these values stand alone in it (sorted, not overlapping).
+
+        cache: where this process keeps what each level found in each text (the main level
+        lasts many requests, so a conversation's history is searched once)."""
         levels = self._levels()
         found: list[tuple[Finding, ...]] = []
         for text in texts:
             occurrences: tuple[Finding, ...] = ()
             for level in levels:
-                occurrences = merged(occurrences, level.occurrences(text, budget))
+                occurrences = merged(occurrences, level.occurrences(text, budget, cache))
             found.append(occurrences)
         return tuple(found)
 

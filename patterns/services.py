@@ -22,6 +22,7 @@ from patterns.engine import (
 )
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.occurrences import KnownValues, learnable
+from patterns.scan_cache import scoped
 from patterns.scanner import find_in_texts
 from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
 
@@ -166,7 +167,7 @@ def find_values(
     runs, budget and scope: as patterns.scanner.find_in_texts takes them; known: what the
     namespace learned from its earlier requests.
     """
-    found_known = known.find(texts, budget) if known else None
+    found_known = known.find(texts, budget, scoped(snapshot, scope)) if known else None
     findings = find_in_texts(snapshot, texts, runs, budget, found_known, scope)
     return FoundValues(texts=tuple(texts), findings=findings)
 

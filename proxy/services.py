@@ -17,6 +17,7 @@ from patterns.engine import FindingBudget, Snapshot, TooManyFindings
 from patterns.memory import learning, process_memory
 from patterns.occurrences import KnownValues
 from patterns.placements import PlacementCache, collides, trust_seconds
+from patterns.scan_cache import scoped
 from patterns.scanner import Scanner, ScannerUnavailable, holds_values
 from patterns.services import (
     FoundValues,
@@ -318,7 +319,13 @@ async def _found_values(
             )
         else:
             # The learned values' automaton stays here; the scanning process gets what it found.
-            found_known = await run_cpu(call.work, known.find, strings.texts, budget)
+            found_known = await run_cpu(
+                call.work,
+                known.find,
+                strings.texts,
+                budget,
+                scoped(snapshot, call.principal.namespace),
+            )
             async with fair_use.heavy_turn():
                 scanned = await _scan_elsewhere(
                     scanner.find(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from patterns.engine import Finding, LocalAllocator, PatternSpec, build_snapshot, replace_findings
 from patterns.library import DEFAULT_PATTERNS
 from patterns.occurrences import KnownValues
-from patterns.scan_cache import ScanCache, digest, scan_cache
+from patterns.scan_cache import ScanCache, digest, scan_cache, scoped
 from patterns.scanner import find_in_texts, holds_values
 
 LIBRARY = build_snapshot(entry.to_spec() for entry in DEFAULT_PATTERNS)
@@ -104,6 +104,7 @@ def test_cached_and_fresh_scans_agree_on_any_conversation(plays: list[Event]) ->
             continue
         texts, runs = _texts_and_runs(history)
         found_known = known.find(texts)
+        assert known.find(texts, cache=scoped(snapshot, namespace)) == found_known
         cached = find_in_texts(snapshot, texts, runs, known=found_known, scope=namespace)
         fresh = find_in_texts(snapshot, texts, runs, known=found_known)
         assert cached == fresh
