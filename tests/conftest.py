@@ -42,8 +42,21 @@ def _key_prefix() -> str:
     return str(settings.CACHES["default"]["KEY_PREFIX"])
 
 
+def _delete_our_keys(connection: redis.Redis) -> None:
+    """Delete this run's keys only: the server may be shared."""
+    for key in connection.scan_iter(match=f"{_key_prefix()}:*", count=1000):
+        connection.delete(key)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Remove the SQLite write-ahead files pytest-django leaves beside its deleted database."""
+    """Remove this run's Redis keys, also when no test asked for redis_client (the live
+    proxy's requests write mappings too), and the SQLite write-ahead files pytest-django
+    leaves beside its deleted database."""
+    try:
+        with redis.Redis.from_url(_redis_url(), socket_timeout=5) as connection:
+            _delete_our_keys(connection)
+    except redis.RedisError:
+        pass  # no Redis answers: nothing of ours is in it
     name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
     if not name or Path(name).exists():
         return
@@ -114,9 +127,7 @@ def redis_client() -> Iterator[redis.Redis]:
     except redis.ConnectionError:
         pytest.fail(f"The tests need a Redis server; none answers at {_redis_url()}.")
     yield connection
-    # Delete this run's keys only: the server may be shared.
-    for key in connection.scan_iter(match=f"{_key_prefix()}:*", count=1000):
-        connection.delete(key)
+    _delete_our_keys(connection)
     connection.close()
 
 
