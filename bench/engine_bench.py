@@ -104,7 +104,7 @@ def floor_regex() -> tuple[re.Pattern[str], int]:
     return re.compile("|".join(usable)), len(usable)
 
 
-def _median_seconds(function: Callable[[], object], repeat: int) -> float:
+def median_seconds(function: Callable[[], object], repeat: int) -> float:
     timings = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -163,9 +163,9 @@ def measure(
     allocator = LocalAllocator()
     result = mask_as_served(snapshot, text, allocator)  # warm-up, and the placeholders
     restore = allocator.restore_map
-    mask_s = _median_seconds(lambda: mask_as_served(snapshot, text, LocalAllocator()), repeat)
-    unmask_s = _median_seconds(lambda: unmask(result.text, restore), repeat)
-    floor_s = _median_seconds(lambda: sum(1 for _ in floor.finditer(text)), repeat)
+    mask_s = median_seconds(lambda: mask_as_served(snapshot, text, LocalAllocator()), repeat)
+    unmask_s = median_seconds(lambda: unmask(result.text, restore), repeat)
+    floor_s = median_seconds(lambda: sum(1 for _ in floor.finditer(text)), repeat)
     megabytes = len(text.encode()) / 1e6
     measurement = Measurement(
         size_bytes=len(text.encode()),
@@ -184,8 +184,8 @@ def measure(
     masked = presidio.mask(text)  # warm-up (compiles its regexes), and the items to restore
     if presidio.unmask(masked) != text:
         raise RuntimeError("Presidio did not restore the text it masked.")
-    presidio_mask_s = _median_seconds(lambda: presidio.mask(text), presidio_repeat)
-    presidio_unmask_s = _median_seconds(lambda: presidio.unmask(masked), presidio_repeat)
+    presidio_mask_s = median_seconds(lambda: presidio.mask(text), presidio_repeat)
+    presidio_unmask_s = median_seconds(lambda: presidio.unmask(masked), presidio_repeat)
     return replace(
         measurement,
         presidio_found=len(masked.items),

@@ -15,7 +15,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from bench.engine_bench import floor_regex, generate_text
+from bench.engine_bench import floor_regex, generate_text, median_seconds
 from bench.report import Report, Row, RunOptions
 from patterns.engine import LocalAllocator, Snapshot, build_snapshot, replace_findings
 from patterns.library import DEFAULT_PATTERNS
@@ -49,9 +49,9 @@ def run(options: RunOptions, report: Report) -> None:
 
     text = generate_text(TEXT_SIZE, TEXT_VALUES)
     floor, _ = floor_regex()
-    without = _median(lambda: _mask(snapshot, text, None), repeat)
-    with_known = _median(lambda: _mask(snapshot, text, known), repeat)
-    floor_s = _median(lambda: sum(1 for _ in floor.finditer(text)), repeat)
+    without = median_seconds(lambda: _mask(snapshot, text, None), repeat)
+    with_known = median_seconds(lambda: _mask(snapshot, text, known), repeat)
+    floor_s = median_seconds(lambda: sum(1 for _ in floor.finditer(text)), repeat)
     add_s = _added_one_by_one(known, snapshot)
 
     print(
@@ -163,12 +163,3 @@ def _traced_bytes(build: Callable[[], object]) -> int:
         tracemalloc.stop()
     del kept
     return held
-
-
-def _median(function: Callable[[], object], repeat: int) -> float:
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)

@@ -33,39 +33,31 @@ class RulesTestForm(forms.Form):
     )
 
 
-def _set_enabled(request: HttpRequest, queryset: QuerySet[Any], enabled: bool) -> None:
-    changed = queryset.update(enabled=enabled)
+def _update(request: HttpRequest, queryset: QuerySet[Any], state: str, **fields: bool) -> None:
+    changed = queryset.update(**fields)
     # update() sends no signals: tell the other processes ourselves.
     transaction.on_commit(rules_changed)
-    state = "enabled" if enabled else "disabled"
     messages.success(request, f"{changed} rule(s) {state}.")
 
 
 @admin.action(description="Enable selected")
 def enable_selected(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-    _set_enabled(request, queryset, True)
+    _update(request, queryset, "enabled", enabled=True)
 
 
 @admin.action(description="Disable selected")
 def disable_selected(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-    _set_enabled(request, queryset, False)
-
-
-def _set_trial(request: HttpRequest, queryset: QuerySet[Any], trial: bool) -> None:
-    changed = queryset.update(trial=trial)
-    transaction.on_commit(rules_changed)  # update() sends no signals
-    state = "on trial: counted, not masked" if trial else "enforced"
-    messages.success(request, f"{changed} rule(s) {state}.")
+    _update(request, queryset, "disabled", enabled=False)
 
 
 @admin.action(description="Put selected on trial (count, do not mask)")
 def put_on_trial(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-    _set_trial(request, queryset, True)
+    _update(request, queryset, "on trial: counted, not masked", trial=True)
 
 
 @admin.action(description="Enforce selected (end their trial)")
 def enforce(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-    _set_trial(request, queryset, False)
+    _update(request, queryset, "enforced", trial=False)
 
 
 @admin.register(Pattern)

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,16 +160,15 @@ def test_secret_empty_file_is_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path
         env_secret(VAR)
 
 
-def _import_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    """Import config.settings in a fresh interpreter with no settings variables but overrides."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in {"DJANGO_DEBUG", "SECRET_KEY", "SECRET_KEY_FILE"}
-    }
+def _in_fresh_interpreter(
+    code: str, dropped: Callable[[str], bool], **overrides: str
+) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter from the repository, with the environment less the
+    variables `dropped` names, plus overrides."""
+    env = {name: value for name, value in os.environ.items() if not dropped(name)}
     env.update(overrides)
     return subprocess.run(
-        [sys.executable, "-c", "import config.settings"],
+        [sys.executable, "-c", code],
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
         capture_output=True,
@@ -176,6 +176,16 @@ def _import_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=60,
     )
+
+
+def _with_secret(**overrides: str) -> dict[str, str]:
+    return {"SECRET_KEY": "test-only-secret-key-never-deployed", **overrides}
+
+
+def _import_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """Import config.settings in a fresh interpreter with no settings variables but overrides."""
+    dropped = {"DJANGO_DEBUG", "SECRET_KEY", "SECRET_KEY_FILE"}.__contains__
+    return _in_fresh_interpreter("import config.settings", dropped, **overrides)
 
 
 def test_settings_refuse_to_load_without_secret_key_when_debug_is_off() -> None:
@@ -191,17 +201,9 @@ def test_settings_load_without_secret_key_in_debug() -> None:
 
 def _default_database(**overrides: str) -> subprocess.CompletedProcess[str]:
     """DATABASES["default"] as JSON, from config.settings in a fresh interpreter."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DATABASE_")}
-    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
     code = "import json, config.settings as s; print(json.dumps(s.DATABASES['default']))"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    return _in_fresh_interpreter(
+        code, lambda name: name.startswith("DATABASE_"), **_with_secret(**overrides)
     )
 
 
@@ -247,20 +249,12 @@ def test_a_negative_pool_size_is_refused() -> None:
 
 def _caches(**overrides: str) -> subprocess.CompletedProcess[str]:
     """CACHES["default"] and REDIS_WAIT_REPLICAS as JSON, from config.settings afresh."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("REDIS_")}
-    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
     code = (
         "import json, config.settings as s; "
         "print(json.dumps([s.CACHES['default'], s.REDIS_WAIT_REPLICAS]))"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    return _in_fresh_interpreter(
+        code, lambda name: name.startswith("REDIS_"), **_with_secret(**overrides)
     )
 
 
@@ -341,20 +335,12 @@ def test_wait_replicas_is_off_by_default() -> None:
 
 def _health_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
     """HEALTH_DEEP_OPEN and HEALTH_PROBE_CACHE_SECONDS as JSON, from a fresh interpreter."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("HEALTH_")}
-    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
     code = (
         "import json, config.settings as s; "
         "print(json.dumps([s.HEALTH_DEEP_OPEN, s.HEALTH_PROBE_CACHE_SECONDS]))"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    return _in_fresh_interpreter(
+        code, lambda name: name.startswith("HEALTH_"), **_with_secret(**overrides)
     )
 
 
@@ -372,22 +358,14 @@ def test_a_probe_cache_under_a_second_is_refused() -> None:
 
 def _max_concurrency(open_files: int, **overrides: str) -> subprocess.CompletedProcess[str]:
     """HTTP_MAX_CONCURRENCY from a fresh interpreter whose open-file limit is `open_files`."""
-    env = {name: value for name, value in os.environ.items() if name != "HTTP_MAX_CONCURRENCY"}
-    env.update(SECRET_KEY="test-only-secret-key-never-deployed", **overrides)
     code = (
         "import resource; "
         "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE); "
         f"resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, hard)); "
         "import config.settings as s; print(s.HTTP_MAX_CONCURRENCY)"
     )
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+    return _in_fresh_interpreter(
+        code, lambda name: name == "HTTP_MAX_CONCURRENCY", **_with_secret(**overrides)
     )
 
 

@@ -6,28 +6,19 @@ from __future__ import annotations
 import pytest
 
 from patterns.engine import (
-    LocalAllocator,
     PatternError,
     PatternSpec,
     build_snapshot,
     compile_pattern,
-    replace_findings,
-    unmask,
 )
 from patterns.scanner import find_in_texts
+from tests.patterns.test_occurrences import masked
 
 ORDER = PatternSpec("order_ref", r"ord-(?P<ORDER_ID>[0-9]{6})-(?P<CUSTOMER>[a-z]{4,})", "ORDER")
 
 
 def _masked(spec: PatternSpec, *texts: str) -> list[str]:
-    snapshot = build_snapshot([spec])
-    findings = find_in_texts(snapshot, texts)
-    allocator = LocalAllocator()
-    placeholders = allocator([f for found in findings for f in found])
-    out = [replace_findings(t, f, placeholders) for t, f in zip(texts, findings, strict=True)]
-    for before, after in zip(texts, out, strict=True):
-        assert unmask(after, allocator.restore_map) == before
-    return out
+    return masked(build_snapshot([spec]), *texts)
 
 
 def test_each_named_group_is_a_placeholder_of_its_own_and_the_rest_stays() -> None:
