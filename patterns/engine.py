@@ -390,6 +390,13 @@ class RulesSource:
         return build_snapshot(self.patterns, self.terms, self.allowed, version=self.version)
 
 
+# Runs of texts a model reads back to back (a run of one: one text), and how a batch of them
+# is scanned: per run, per piece, what Snapshot.find_run finds (Snapshot.find for one piece).
+# patterns.scanner sends large batches to a process of its own.
+Runs = Sequence[tuple[str, ...]]
+RunScan = Callable[[Runs, "FindingBudget | None"], list[tuple[tuple["Finding", ...], ...]]]
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """An immutable, compiled set of rules; replaced by reference when admins change rules."""

@@ -16,12 +16,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from patterns.engine import (
-    Finding,
-    FindingBudget,
-    Snapshot,
-    format_placeholder,
-)
+from patterns.engine import Finding, FindingBudget, RunScan, format_placeholder
 from patterns.occurrences import merged
 from patterns.scan_cache import ScopedCache, findings_key
 
@@ -30,73 +25,78 @@ FIXPOINT_ROUNDS = 3
 
 
 def found_in_masked(
-    snapshot: Snapshot,
     texts: Sequence[str],
     findings: Findings,
+    scan: RunScan,
     budget: FindingBudget | None = None,
     cache: ScopedCache | None = None,
 ) -> tuple[Findings, bool]:
     """findings plus what one more scan of each masked text finds outside the placeholders,
-    and whether it found anything. cache: what such scans revealed before (the same text
-    masked at the same places)."""
-    grown = False
-    result = []
-    for text, found in zip(texts, findings, strict=True):
-        extra = _cached_revealed(snapshot, text, found, budget, cache) if found else []
-        if extra:
-            grown = True
-            found = merged(found, extra)
-        result.append(found)
-    return tuple(result), grown
+    and whether it found anything. scan: how the masked texts are scanned (all in one
+    batch); cache: what such scans revealed before (the same text masked at the same
+    places)."""
+    revealed: list[tuple[Finding, ...]] = [()] * len(texts)
+    missing: list[tuple[int, _StandIns, str]] = []
+    for index, (text, found) in enumerate(zip(texts, findings, strict=True)):
+        if not found:
+            continue
+        key = findings_key(found)
+        cached = cache.get("revealed", (text, key)) if cache is not None else None
+        if cached is not None:
+            revealed[index] = cached
+        else:
+            missing.append((index, _StandIns(text, found), key))
+    if missing:
+        scanned = scan([(stand_ins.masked,) for _, stand_ins, _ in missing], budget)
+        for (index, stand_ins, key), (new,) in zip(missing, scanned, strict=True):
+            revealed[index] = stand_ins.outside(new)
+            if cache is not None:
+                cache.put("revealed", (texts[index], key), revealed[index], len(revealed[index]))
+    result = tuple(
+        merged(found, extra) if extra else found
+        for found, extra in zip(findings, revealed, strict=True)
+    )
+    return result, any(revealed)
 
 
-def _cached_revealed(
-    snapshot: Snapshot,
-    text: str,
-    found: tuple[Finding, ...],
-    budget: FindingBudget | None,
-    cache: ScopedCache | None,
-) -> list[Finding]:
-    if cache is None:
-        return _revealed(snapshot, text, found, budget)
-    key = cache.key("revealed", (text, findings_key(found)))
-    cached: tuple[Finding, ...] | None = cache.cache.get(key)
-    if cached is None:
-        cached = tuple(_revealed(snapshot, text, found, budget))
-        cache.cache.put(key, cached, len(cached))
-    return list(cached)
+class _StandIns:
+    """A text masked with stand-ins, and where each unmasked stretch of it came from."""
 
+    def __init__(self, text: str, found: tuple[Finding, ...]) -> None:
+        parts: list[str] = []
+        # (offset in the masked text, offset in text) where each stretch of unmasked text starts
+        self.masked_starts: list[int] = []
+        self.origins: list[int] = []
+        self.lengths: list[int] = []
+        position = length = 0
+        for finding in (*found, None):
+            end = len(text) if finding is None else finding.start
+            self.masked_starts.append(length)
+            self.origins.append(position)
+            self.lengths.append(end - position)
+            parts.append(text[position:end])
+            length += end - position
+            if finding is None:
+                break
+            stand_in = "" if finding.continuation else format_placeholder(finding.prefix, 1)
+            parts.append(stand_in)
+            length += len(stand_in)
+            position = finding.end
+        self.masked = "".join(parts)
 
-def _revealed(
-    snapshot: Snapshot, text: str, found: tuple[Finding, ...], budget: FindingBudget | None
-) -> list[Finding]:
-    parts: list[str] = []
-    # (offset in the masked text, offset in text) where each stretch of unmasked text starts
-    masked_starts: list[int] = []
-    origins: list[int] = []
-    lengths: list[int] = []
-    position = length = 0
-    for finding in (*found, None):
-        end = len(text) if finding is None else finding.start
-        masked_starts.append(length)
-        origins.append(position)
-        lengths.append(end - position)
-        parts.append(text[position:end])
-        length += end - position
-        if finding is None:
-            break
-        stand_in = "" if finding.continuation else format_placeholder(finding.prefix, 1)
-        parts.append(stand_in)
-        length += len(stand_in)
-        position = finding.end
-    revealed = []
-    for new in snapshot.find("".join(parts), budget):
-        index = bisect.bisect_right(masked_starts, new.start) - 1
-        offset = new.start - masked_starts[index]
-        if new.end - masked_starts[index] > lengths[index]:
-            continue  # overlaps a stand-in: the final check decides about it
-        start = origins[index] + offset
-        revealed.append(
-            Finding(start, start + len(new.value), new.value, new.pattern, new.prefix, new.priority)
-        )
-    return revealed
+    def outside(self, found: Sequence[Finding]) -> tuple[Finding, ...]:
+        """What was found in the masked text, at its places in the text, but for what
+        overlaps a stand-in (the final check decides about it)."""
+        revealed = []
+        for new in found:
+            index = bisect.bisect_right(self.masked_starts, new.start) - 1
+            offset = new.start - self.masked_starts[index]
+            if new.end - self.masked_starts[index] > self.lengths[index]:
+                continue
+            start = self.origins[index] + offset
+            revealed.append(
+                Finding(
+                    start, start + len(new.value), new.value, new.pattern, new.prefix, new.priority
+                )
+            )
+        return tuple(revealed)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 import ahocorasick
 
@@ -78,11 +78,10 @@ class _Level:
     ) -> list[Finding]:
         if cache is None:
             return _occurrences(text, self.automaton, self.origins, budget)
-        key = cache.key("known", (self.token, text))
-        found: tuple[Finding, ...] | None = cache.cache.get(key)
+        found: tuple[Finding, ...] | None = cache.get("known", (self.token, text))
         if found is None:
             found = tuple(_occurrences(text, self.automaton, self.origins, budget))
-            cache.cache.put(key, found, len(found))
+            cache.put("known", (self.token, text), found, len(found))
         elif budget is not None:
             budget.spend(len(found))
         return list(found)
@@ -157,17 +156,23 @@ def _automaton(values: Iterable[str]) -> ahocorasick.Automaton:
 
 
 def with_every_occurrence(
-    texts: Sequence[str], findings: Findings, budget: FindingBudget | None = None
+    texts: Sequence[str],
+    findings: Findings,
+    budget: FindingBudget | None = None,
+    known: Container[str] = (),
 ) -> Findings:
     """findings (one tuple per text) with every other occurrence, in any of the texts, of a
     value found in one of them. A found value keeps its place where it overlaps one of these.
-    budget: as for the scan itself, so a value repeated past it refuses the request."""
-    known = spreadable(f for found in findings for f in found)
-    if not known:
+    budget: as for the scan itself, so a value repeated past it refuses the request.
+    known: values whose occurrences findings hold already (KnownValues.find found every one
+    that stands alone): not searched for again, so a conversation's history is read only for
+    the values its newest turn brought."""
+    spread = spreadable(f for found in findings for f in found if f.value not in known)
+    if not spread:
         return findings
-    automaton = _automaton(known)
+    automaton = _automaton(spread)
     return tuple(
-        merged(found, _occurrences(text, automaton, known, budget))
+        merged(found, _occurrences(text, automaton, spread, budget))
         for text, found in zip(texts, findings, strict=True)
     )
 
@@ -178,12 +183,20 @@ def _occurrences(
     known: Mapping[str, Finding],
     budget: FindingBudget | None,
 ) -> list[Finding]:
-    """Each value's occurrences in text that stand alone, leftmost-longest first: where the
-    longest value at a place is glued to an identifier, a shorter one there is not tried."""
-    occurrences = []
-    for last, value in automaton.iter_long(text):
-        start, end = last + 1 - len(value), last + 1
-        if not stands_alone(text, start, end):
+    """Each value's occurrences in text that stand alone, leftmost-longest first among those:
+    a longer value glued to an identifier at a place does not hide a shorter one there that
+    stands alone."""
+    alone = [
+        (last + 1 - len(value), last + 1, value)
+        for last, value in automaton.iter(text)
+        if stands_alone(text, last + 1 - len(value), last + 1)
+    ]
+    if len(alone) > 1:
+        alone.sort(key=lambda match: (match[0], -match[1]))
+    occurrences: list[Finding] = []
+    end_of_last = 0
+    for start, end, value in alone:
+        if start < end_of_last:
             continue
         if budget is not None:
             budget.spend(1)
@@ -191,6 +204,7 @@ def _occurrences(
         occurrences.append(
             Finding(start, end, value, origin.pattern, origin.prefix, origin.priority)
         )
+        end_of_last = end
     return occurrences
 
 

@@ -43,9 +43,21 @@ Findings = tuple[Finding, ...]
 def digest(kind: str, scope: str, parts: Sequence[str]) -> bytes:
     """A key for `parts` scanned as `kind` in `scope` (lengths first: no two inputs collide
     by moving a boundary)."""
+    return _digest_of([_encoded(kind), _encoded(scope), *(text_digest(p) for p in parts)])
+
+
+def text_digest(text: str) -> bytes:
+    """One text's digest, the part of a key that stands for it."""
+    return _digest_of([_encoded(text)])
+
+
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _digest_of(parts: Sequence[bytes]) -> bytes:
     hasher = hashlib.blake2b(digest_size=20)
-    for text in (kind, scope, *parts):
-        data = text.encode("utf-8", "surrogatepass")
+    for data in parts:
         hasher.update(len(data).to_bytes(8, "little"))
         hasher.update(data)
     return hasher.digest()
@@ -100,14 +112,28 @@ class ScanCache:
 
 
 class ScopedCache:
-    """A cache and the scope (namespace) its keys are made in."""
+    """A cache and the scope (namespace) its keys are made in, for one request: each text is
+    digested once, however many of its scans are looked up."""
 
     def __init__(self, cache: ScanCache, scope: str) -> None:
         self.cache = cache
         self.scope = scope
+        self._digests: dict[str, bytes] = {}
 
     def key(self, kind: str, parts: Sequence[str]) -> bytes:
-        return digest(kind, self.scope, parts)
+        digests = []
+        for part in parts:
+            found = self._digests.get(part)
+            if found is None:
+                found = self._digests[part] = text_digest(part)
+            digests.append(found)
+        return _digest_of([_encoded(kind), _encoded(self.scope), *digests])
+
+    def get(self, kind: str, parts: Sequence[str]) -> Any | None:
+        return self.cache.get(self.key(kind, parts))
+
+    def put(self, kind: str, parts: Sequence[str], value: Any, findings: int = 0) -> None:
+        self.cache.put(self.key(kind, parts), value, findings)
 
 
 _lock = threading.Lock()

@@ -4,7 +4,8 @@ Pure: the standard library and the engine. A worker serves every tenant's reques
 event loop, and threads of a process share one GIL: scanning a large request on a thread
 still takes the GIL from the loop, so other tenants' small requests wait. A child process
 scans without it. The child compiles the rules from their source (plain data) once per
-rules version and keeps them.
+rules version and keeps them. It is sent only what this process's scan cache does not know
+(patterns.scan_cache): a conversation's history crosses to it once, its new turns each time.
 
 Security assumption: the child only finds; placeholders, Redis and the decision to forward
 stay in the serving process. A child that dies fails the request closed (ScannerUnavailable).
@@ -17,19 +18,19 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Container, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from patterns import scan_cache
 from patterns.engine import (
     PLACEHOLDER_LITERAL_PATTERN,
     PLACEHOLDER_TOKEN,
     Finding,
     FindingBudget,
     RulesSource,
+    Runs,
+    RunScan,
     Snapshot,
 )
 from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
@@ -45,6 +46,21 @@ class ScannerUnavailable(Exception):
     """The scanning process could not be started or died: callers must fail closed."""
 
 
+def scan_here(snapshot: Snapshot) -> RunScan:
+    """A RunScan in this process."""
+
+    def scan(runs: Runs, budget: FindingBudget | None) -> list[Findings]:
+        return [_scan_run(snapshot, pieces, budget) for pieces in runs]
+
+    return scan
+
+
+def _scan_run(snapshot: Snapshot, pieces: Sequence[str], budget: FindingBudget | None) -> Findings:
+    if len(pieces) == 1:
+        return (snapshot.find(pieces[0], budget),)
+    return tuple(snapshot.find_run(pieces, budget))
+
+
 def find_in_texts(
     snapshot: Snapshot,
     texts: Sequence[str],
@@ -52,6 +68,10 @@ def find_in_texts(
     budget: FindingBudget | None = None,
     known: Findings | None = None,
     scope: str | None = None,
+    *,
+    learned: Container[str] = (),
+    cache: ScopedCache | None = None,
+    scan: RunScan | None = None,
 ) -> Findings:
     """Every value in each text: what the rules find, every other occurrence of the values
     they found (patterns.occurrences), and what masking them reveals (patterns.fixpoint).
@@ -60,65 +80,79 @@ def find_in_texts(
     and scanned as one (Snapshot.find_run), so a value split between them is found.
     budget: raises TooManyFindings once the texts hold more matches than it allows.
     known: per text, values found already (KnownValues.find: what the namespace learned);
-    where a rule's match overlaps one, the rule's match wins.
+    where a rule's match overlaps one, the rule's match wins. learned: the values `known`
+    was searched for (their occurrences are not searched for again).
     scope: the namespace, to reuse what this process scanned before in it
-    (patterns.scan_cache); None scans everything.
+    (patterns.scan_cache); None scans everything. cache: that scope's cache, if the caller
+    holds it already.
+    scan: where the texts the cache does not know are scanned (scan_here by default; the
+    serving process sends large batches to its scanning process).
     """
-    cache = scoped(snapshot, scope)
-    findings = _by_rules(snapshot, texts, runs, budget, cache)
+    cache = cache if cache is not None else scoped(snapshot, scope)
+    scan = scan if scan is not None else scan_here(snapshot)
+    findings = _by_rules(texts, runs, budget, cache, scan)
     if known is not None:
         findings = tuple(merged(f, k) for f, k in zip(findings, known, strict=True))
     for _ in range(FIXPOINT_ROUNDS):
-        findings = with_every_occurrence(texts, findings, budget)
+        findings = with_every_occurrence(texts, findings, budget, learned)
         # No budget: the masked texts hold fewer matches than the texts the budget paid for.
-        findings, grown = found_in_masked(snapshot, texts, findings, cache=cache)
+        findings, grown = found_in_masked(texts, findings, scan, cache=cache)
         if not grown:
             break
     return tuple(unglued(found) for found in findings)
 
 
 def _by_rules(
-    snapshot: Snapshot,
     texts: Sequence[str],
     runs: Sequence[int] | None,
     budget: FindingBudget | None,
-    cache: ScopedCache | None = None,
+    cache: ScopedCache | None,
+    scan: RunScan,
 ) -> Findings:
-    if runs is None:
-        return tuple(_run_found(snapshot, [text], budget, cache)[0] for text in texts)
-    members: dict[int, list[int]] = {}
-    for index, run in enumerate(runs):
-        members.setdefault(run, []).append(index)
+    """What the rules find in each text, scanning each run of them once: from the cache when
+    this process scanned the same run before (a hit spends the budget its findings cost),
+    the others in one batch."""
+    groups = _groups(len(texts), runs)
+    found: list[Findings] = [()] * len(groups)
+    missing: dict[tuple[str, ...], list[int]] = {}
+    for number, members in enumerate(groups):
+        pieces = tuple(texts[i] for i in members)
+        hit = cache.get("rules", pieces) if cache is not None else None
+        if hit is not None:
+            found[number] = hit
+            _spend(budget, hit)
+        elif pieces in missing:
+            missing[pieces].append(number)
+        else:
+            missing[pieces] = [number]
+    batch = list(missing)
+    for pieces, scanned in zip(batch, scan(batch, budget) if batch else [], strict=True):
+        numbers = missing[pieces]
+        if cache is not None:
+            cache.put("rules", pieces, scanned, sum(len(f) for f in scanned))
+        for number in numbers:
+            found[number] = scanned
+        for _ in numbers[1:]:
+            _spend(budget, scanned)  # the same run again costs what it did the first time
     findings: list[tuple[Finding, ...]] = [()] * len(texts)
-    for indices in members.values():
-        pieces = [texts[i] for i in indices]
-        for index, found in zip(indices, _run_found(snapshot, pieces, budget, cache), strict=True):
-            findings[index] = found
+    for members, run_found in zip(groups, found, strict=True):
+        for index, piece_found in zip(members, run_found, strict=True):
+            findings[index] = piece_found
     return tuple(findings)
 
 
-def _run_found(
-    snapshot: Snapshot,
-    pieces: Sequence[str],
-    budget: FindingBudget | None,
-    cache: ScopedCache | None,
-) -> Findings:
-    """What the rules find in a run of pieces (one text: a run of one), from the cache when
-    this process scanned the same run before; a hit spends the budget its findings cost."""
-    key = cache.key("rules", pieces) if cache is not None else None
-    if cache is not None and key is not None:
-        found: Findings | None = cache.cache.get(key)
-        if found is not None:
-            if budget is not None:
-                budget.spend(sum(len(f) for f in found))
-            return found
-    if len(pieces) == 1:
-        found = (snapshot.find(pieces[0], budget),)
-    else:
-        found = tuple(snapshot.find_run(pieces, budget))
-    if cache is not None and key is not None:
-        cache.cache.put(key, found, sum(len(f) for f in found))
-    return found
+def _groups(count: int, runs: Sequence[int] | None) -> list[list[int]]:
+    if runs is None:
+        return [[index] for index in range(count)]
+    members: dict[int, list[int]] = {}
+    for index, run in enumerate(runs):
+        members.setdefault(run, []).append(index)
+    return list(members.values())
+
+
+def _spend(budget: FindingBudget | None, found: Findings) -> None:
+    if budget is not None:
+        budget.spend(sum(len(f) for f in found))
 
 
 def holds_values(
@@ -126,6 +160,8 @@ def holds_values(
     texts: Sequence[str],
     placeholders: Collection[str] = (),
     scope: str | None = None,
+    *,
+    scan: RunScan | None = None,
 ) -> bool:
     """Whether any text holds a value. Neither a placeholder-shaped literal nor a match that
     takes in one of `placeholders` (those the texts were masked with) is one: a rule that
@@ -133,23 +169,26 @@ def holds_values(
     what it matched of the value is that placeholder.
 
     scope: the namespace, to skip texts this process found clean before in it (every
-    placeholder in a masked text is one the request was masked with)."""
+    placeholder in a masked text is one the request was masked with). scan: as for
+    find_in_texts."""
     cache = scoped(snapshot, scope)
-    return any(_holds_value(snapshot, text, placeholders, cache) for text in texts)
-
-
-def _holds_value(
-    snapshot: Snapshot, text: str, placeholders: Collection[str], cache: ScopedCache | None
-) -> bool:
-    key = cache.key("clean", (text,)) if cache is not None else None
-    if cache is not None and key is not None and cache.cache.get(key) is not None:
-        return False
-    held = any(
-        f.pattern != PLACEHOLDER_LITERAL_PATTERN and not _takes_in(f.value, placeholders)
-        for f in snapshot.find(text)
+    scan = scan if scan is not None else scan_here(snapshot)
+    unknown = list(
+        dict.fromkeys(
+            text for text in texts if cache is None or cache.get("clean", (text,)) is None
+        )
     )
-    if not held and cache is not None and key is not None:
-        cache.cache.put(key, True)
+    if not unknown:
+        return False
+    held = False
+    for text, (found,) in zip(unknown, scan([(text,) for text in unknown], None), strict=True):
+        if any(
+            f.pattern != PLACEHOLDER_LITERAL_PATTERN and not _takes_in(f.value, placeholders)
+            for f in found
+        ):
+            held = True
+        elif cache is not None:
+            cache.put("clean", (text,), True)
     return held
 
 
@@ -157,14 +196,6 @@ def _takes_in(value: str, placeholders: Collection[str]) -> bool:
     return bool(placeholders) and any(
         token in placeholders for token in PLACEHOLDER_TOKEN.findall(value)
     )
-
-
-@dataclass(frozen=True)
-class Scanned:
-    """What a job in the child found, and the CPU time it took there."""
-
-    findings: Findings
-    cpu_seconds: float
 
 
 # --- in the child -------------------------------------------------------------------------
@@ -180,37 +211,15 @@ def _snapshot(source: RulesSource) -> Snapshot:
     return snapshot
 
 
-def _find_job(
-    source: RulesSource,
-    texts: Sequence[str],
-    runs: Sequence[int] | None,
-    limit: int | None,
-    known: Findings | None,
-    scope: str | None,
-) -> Scanned:
+def _scan_job(source: RulesSource, runs: Runs, limit: int | None) -> tuple[list[Findings], float]:
     started = time.process_time()
     budget = FindingBudget(limit) if limit is not None else None
-    findings = find_in_texts(_snapshot(source), texts, runs, budget, known, scope)
-    return Scanned(findings, time.process_time() - started)
-
-
-def _holds_job(
-    source: RulesSource, texts: Sequence[str], placeholders: Collection[str], scope: str | None
-) -> tuple[bool, float]:
-    started = time.process_time()
-    found = holds_values(_snapshot(source), texts, placeholders, scope)
+    found = scan_here(_snapshot(source))(runs, budget)
     return found, time.process_time() - started
 
 
 def _ready() -> bool:
     return True
-
-
-def _start_child(parent: int, scan_cache_bytes: int) -> None:
-    """In the child: its scan cache as large as the serving process's, and an exit as soon
-    as the serving process is gone."""
-    scan_cache.configure(scan_cache_bytes)
-    _exit_with_parent(parent)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -229,7 +238,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class Scanner:
-    """One child process that scans, started on first use (or by start()) and kept."""
+    """One child process that scans, started on first use (or by start()) and kept.
+
+    The child only runs the rules over the texts it is sent; what was scanned before is
+    known here (patterns.scan_cache), so a conversation's history is not sent again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -239,28 +251,38 @@ class Scanner:
         """Start the child now, in the background, so the first large request need not."""
         self._executor().submit(_ready)
 
-    async def find(
-        self,
-        snapshot: Snapshot,
-        texts: Sequence[str],
-        runs: Sequence[int] | None = None,
-        limit: int | None = None,
-        known: Findings | None = None,
-        scope: str | None = None,
-    ) -> Scanned:
-        """find_in_texts() in the child, with a budget of `limit` matches (and the child's
-        scan cache in `scope`)."""
-        return await self._run(_find_job, _source(snapshot), texts, runs, limit, known, scope)
+    def scans(self, snapshot: Snapshot, min_bytes: int, spent: Callable[[float], None]) -> RunScan:
+        """A RunScan that sends batches of at least min_bytes to the child (and tells spent
+        the CPU seconds they took there), and scans smaller ones here. It blocks: call it
+        from a thread, not from the event loop."""
+        here = scan_here(snapshot)
 
-    async def holds_values(
-        self,
-        snapshot: Snapshot,
-        texts: Sequence[str],
-        placeholders: Collection[str] = (),
-        scope: str | None = None,
-    ) -> tuple[bool, float]:
-        """holds_values() in the child, and the CPU time it took there."""
-        return await self._run(_holds_job, _source(snapshot), texts, frozenset(placeholders), scope)
+        def scan(runs: Runs, budget: FindingBudget | None) -> list[Findings]:
+            if sum(len(piece) for pieces in runs for piece in pieces) < min_bytes:
+                return here(runs, budget)
+            found, cpu_seconds = self.scan_in_child(snapshot, runs, budget)
+            spent(cpu_seconds)
+            return found
+
+        return scan
+
+    def scan_in_child(
+        self, snapshot: Snapshot, runs: Runs, budget: FindingBudget | None = None
+    ) -> tuple[list[Findings], float]:
+        """What the rules find in runs, found in the child (blocking), and the CPU seconds it
+        took there; the budget pays for what it found."""
+        executor = self._executor()
+        limit = budget.remaining if budget is not None else None
+        try:
+            found, cpu_seconds = executor.submit(
+                _scan_job, _source(snapshot), list(runs), limit
+            ).result()
+        except BrokenProcessPool:
+            self._discard(executor)
+            raise ScannerUnavailable("The scanning process stopped.") from None
+        for run_found in found:
+            _spend(budget, run_found)
+        return found, cpu_seconds
 
     async def aclose(self) -> None:
         """Stop the child (at shutdown): pending scans are cancelled, a running one ends."""
@@ -276,14 +298,6 @@ class Scanner:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    async def _run(self, job: Callable[..., T], *args: Any) -> T:
-        executor = self._executor()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, job, *args)
-        except BrokenProcessPool:
-            self._discard(executor)
-            raise ScannerUnavailable("The scanning process stopped.") from None
-
     def _executor(self) -> Executor:
         with self._lock:
             if self._pool is None:
@@ -292,8 +306,8 @@ class Scanner:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=context,
-                    initializer=_start_child,
-                    initargs=(os.getpid(), scan_cache.configured_bytes()),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
 

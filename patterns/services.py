@@ -16,6 +16,7 @@ from patterns.engine import (
     Finding,
     FindingBudget,
     PatternError,
+    RunScan,
     Snapshot,
     build_snapshot,
     replace_findings,
@@ -161,14 +162,19 @@ def find_values(
     budget: FindingBudget | None = None,
     known: KnownValues | None = None,
     scope: str | None = None,
+    scan: RunScan | None = None,
 ) -> FoundValues:
-    """Every value in each text, here (CPU only: the caller decides on which thread).
+    """Every value in each text (CPU here, and blocking on `scan`: the caller decides on
+    which thread).
 
-    runs, budget and scope: as patterns.scanner.find_in_texts takes them; known: what the
-    namespace learned from its earlier requests.
+    runs, budget, scope and scan: as patterns.scanner.find_in_texts takes them; known: what
+    the namespace learned from its earlier requests.
     """
-    found_known = known.find(texts, budget, scoped(snapshot, scope)) if known else None
-    findings = find_in_texts(snapshot, texts, runs, budget, found_known, scope)
+    cache = scoped(snapshot, scope)
+    found_known = known.find(texts, budget, cache) if known else None
+    findings = find_in_texts(
+        snapshot, texts, runs, budget, found_known, learned=known or (), cache=cache, scan=scan
+    )
     return FoundValues(texts=tuple(texts), findings=findings)
 
 

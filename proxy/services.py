@@ -13,11 +13,10 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from patterns.engine import FindingBudget, Snapshot, TooManyFindings
+from patterns.engine import FindingBudget, RunScan, Snapshot, TooManyFindings
 from patterns.memory import learning, process_memory
 from patterns.occurrences import KnownValues
 from patterns.placements import PlacementCache, collides, trust_seconds
-from patterns.scan_cache import scoped
 from patterns.scanner import Scanner, ScannerUnavailable, holds_values
 from patterns.services import (
     FoundValues,
@@ -312,33 +311,26 @@ async def _found_values(
     text dense with values costs time per match: the scan stops at a budget rather than
     finish what will be refused)."""
     budget = FindingBudget(limits.occurrences)
+    namespace = call.principal.namespace
     try:
         if not call.work.heavy:
-            found = find_values(
-                snapshot, strings.texts, strings.runs, budget, known, call.principal.namespace
-            )
+            found = find_values(snapshot, strings.texts, strings.runs, budget, known, namespace)
         else:
-            # The learned values' automaton stays here; the scanning process gets what it found.
-            found_known = await run_cpu(
-                call.work,
-                known.find,
-                strings.texts,
-                budget,
-                scoped(snapshot, call.principal.namespace),
-            )
-            async with fair_use.heavy_turn():
-                scanned = await _scan_elsewhere(
-                    scanner.find(
-                        snapshot,
-                        strings.texts,
-                        strings.runs,
-                        budget.remaining,
-                        found_known,
-                        call.principal.namespace,
-                    )
+            # On a thread; what the scan cache does not know is scanned in the scanning
+            # process when there is much of it (a history's first request).
+            found = await _elsewhere(
+                run_cpu(
+                    call.work,
+                    find_values,
+                    snapshot,
+                    strings.texts,
+                    strings.runs,
+                    budget,
+                    known,
+                    namespace,
+                    _far_scan(call, snapshot),
                 )
-            call.work.cpu_seconds += scanned.cpu_seconds
-            found = FoundValues(texts=tuple(strings.texts), findings=scanned.findings)
+            )
     except TooManyFindings:
         raise limits.too_many() from None
     if found.distinct > limits.values:
@@ -352,15 +344,29 @@ async def _hold_values(
     namespace = call.principal.namespace
     if not call.work.heavy:
         return holds_values(snapshot, texts, placeholders, namespace)
-    async with fair_use.heavy_turn():
-        held, cpu_seconds = await _scan_elsewhere(
-            scanner.holds_values(snapshot, texts, placeholders, namespace)
+    return await _elsewhere(
+        run_cpu(
+            call.work,
+            functools.partial(holds_values, scan=_far_scan(call, snapshot)),
+            snapshot,
+            texts,
+            placeholders,
+            namespace,
         )
-    call.work.cpu_seconds += cpu_seconds
-    return held
+    )
 
 
-async def _scan_elsewhere(job: Awaitable[T]) -> T:
+def _far_scan(call: ProxyCall, snapshot: Snapshot) -> RunScan:
+    """Scans for a large request: batches of OFF_LOOP_BYTES or more in the scanning process
+    (their CPU time charged to the request), smaller ones on the request's thread."""
+
+    def spent(cpu_seconds: float) -> None:
+        call.work.cpu_seconds += cpu_seconds
+
+    return scanner.scans(snapshot, fair_use.OFF_LOOP_BYTES, spent)
+
+
+async def _elsewhere(job: Awaitable[T]) -> T:
     try:
         return await job
     except ScannerUnavailable:

@@ -4,6 +4,8 @@ lists after a context label are masked item by item (pure: the engine and the li
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from patterns.engine import (
     Finding,
@@ -15,6 +17,7 @@ from patterns.engine import (
     build_snapshot,
     is_distinctive,
     replace_findings,
+    stands_alone,
     unmask,
 )
 from patterns.library import DEFAULT_PATTERNS
@@ -243,3 +246,52 @@ def test_the_longest_learned_value_at_a_place_wins_across_the_copys_parts() -> N
     known = known.with_added([_origin("acme-logs-archive")])
     text = "copy acme-logs-archive to acme-logs"
     assert [f.value for f in known.find((text,))[0]] == ["acme-logs-archive", "acme-logs"]
+
+
+def test_a_longer_value_glued_at_a_place_does_not_hide_a_shorter_one_standing_alone() -> None:
+    known = KnownValues().with_added([_origin("acme-logs"), _origin("acme-logs-archive")])
+    text = "acme-logs-archive2 and xacme-logs-archive"
+    assert [(f.start, f.value) for f in known.find((text,))[0]] == [(0, "acme-logs")]
+
+
+# --- no value found or learned stays readable where it stands alone ---------------------------
+
+POOL = ("acme-7f3a", "acme-7f3a-logs", "acme-7f3a-logs-91", "data-9c2e1", "9c2e1-data")
+GLUE = ("bucket ", " ", "-", "/", "_", "x", "2", ", ", "bucket=")
+CONTEXT_RULE = PatternSpec(
+    "bucket", r"[a-z0-9][a-z0-9-]{7,}[a-z0-9]", "AWS_S3", context_keywords=("bucket",)
+)
+
+
+@given(
+    texts=st.lists(
+        st.lists(st.sampled_from(POOL + GLUE), max_size=12).map("".join), min_size=1, max_size=4
+    ),
+    learned=st.sets(st.sampled_from(POOL)),
+)
+@settings(max_examples=300, deadline=None)
+def test_no_found_or_learned_value_stays_readable_where_it_stands_alone(
+    texts: list[str], learned: set[str]
+) -> None:
+    snapshot = build_snapshot([CONTEXT_RULE])
+    known = KnownValues().with_added([_origin(value) for value in sorted(learned)])
+    findings = find_in_texts(snapshot, texts, known=known.find(texts), learned=known)
+    allocator = LocalAllocator()
+    placeholders = allocator([f for found in findings for f in found])
+    values = set(learned) | {
+        f.value for found in findings for f in found if is_distinctive(f.value)
+    }
+    for text, found in zip(texts, findings, strict=True):
+        out = replace_findings(text, found, placeholders)
+        assert unmask(out, allocator.restore_map) == text
+        for value in values:
+            for start in _starts(out, value):
+                assert not stands_alone(out, start, start + len(value)), (text, out, value)
+
+
+def _starts(text: str, value: str) -> list[int]:
+    starts, start = [], text.find(value)
+    while start != -1:
+        starts.append(start)
+        start = text.find(value, start + 1)
+    return starts

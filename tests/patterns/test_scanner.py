@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 from patterns.engine import FindingBudget, TooManyFindings, build_snapshot
 from patterns.library import DEFAULT_PATTERNS
-from patterns.scanner import Scanner, ScannerUnavailable, find_in_texts, holds_values
+from patterns.scanner import (
+    Scanner,
+    ScannerUnavailable,
+    find_in_texts,
+    holds_values,
+    scan_here,
+)
 
 SNAPSHOT = build_snapshot((entry.to_spec() for entry in DEFAULT_PATTERNS), version="v1")
 TEXTS = ["restart i-0123456789abcdef0", "AWS account ", "123456789012 and vpc-0a1b", "2c3d"]
@@ -25,10 +31,22 @@ def scanner() -> Iterator[Scanner]:
 
 
 def test_the_child_finds_what_this_process_finds(scanner: Scanner) -> None:
-    scanned = asyncio.run(scanner.find(SNAPSHOT, TEXTS, RUNS, limit=100))
-    assert scanned.findings == find_in_texts(SNAPSHOT, TEXTS, RUNS)
-    assert [f.value for f in scanned.findings[2]] == ["123456789012", "vpc-0a1b2c3d"]
-    assert scanned.cpu_seconds >= 0
+    runs = [(TEXTS[0],), tuple(TEXTS[1:])]
+    found, cpu_seconds = scanner.scan_in_child(SNAPSHOT, runs)
+    assert found == scan_here(SNAPSHOT)(runs, None)
+    assert [f.value for f in found[1][1]] == ["123456789012", "vpc-0a1b2c3d"]
+    assert cpu_seconds >= 0
+
+
+def test_a_scan_through_the_child_masks_as_one_here(scanner: Scanner) -> None:
+    spent: list[float] = []
+    far = scanner.scans(SNAPSHOT, 0, spent.append)
+    assert find_in_texts(SNAPSHOT, TEXTS, RUNS, scan=far) == find_in_texts(SNAPSHOT, TEXTS, RUNS)
+    assert spent, "every batch went to the child"
+    spent.clear()
+    near = scanner.scans(SNAPSHOT, 10**9, spent.append)
+    assert find_in_texts(SNAPSHOT, TEXTS, RUNS, scan=near) == find_in_texts(SNAPSHOT, TEXTS, RUNS)
+    assert not spent, "batches smaller than the threshold stay here"
 
 
 def test_the_child_keeps_to_the_budget(scanner: Scanner) -> None:
@@ -36,12 +54,16 @@ def test_the_child_keeps_to_the_budget(scanner: Scanner) -> None:
     with pytest.raises(TooManyFindings):
         find_in_texts(SNAPSHOT, texts, budget=FindingBudget(10))
     with pytest.raises(TooManyFindings):
-        asyncio.run(scanner.find(SNAPSHOT, texts, limit=10))
+        scanner.scan_in_child(SNAPSHOT, [(texts[0],)], FindingBudget(10))
+    budget = FindingBudget(200)
+    scanner.scan_in_child(SNAPSHOT, [(texts[0],)], budget)
+    assert budget.remaining == 150, "what the child found is paid for here"
 
 
 def test_the_child_tells_whether_texts_still_hold_values(scanner: Scanner) -> None:
-    assert asyncio.run(scanner.holds_values(SNAPSHOT, ["AWS_EC2_001 is fine"]))[0] is False
-    assert asyncio.run(scanner.holds_values(SNAPSHOT, ["i-0123456789abcdef0"]))[0] is True
+    far = scanner.scans(SNAPSHOT, 0, lambda _: None)
+    assert holds_values(SNAPSHOT, ["AWS_EC2_001 is fine"], scan=far) is False
+    assert holds_values(SNAPSHOT, ["i-0123456789abcdef0"], scan=far) is True
     assert holds_values(SNAPSHOT, ["i-0123456789abcdef0"])
 
 
@@ -49,16 +71,19 @@ def test_new_rules_reach_the_child_by_their_version(scanner: Scanner) -> None:
     only_vpc = build_snapshot(
         (e.to_spec() for e in DEFAULT_PATTERNS if e.name == "aws_vpc_id"), version="v2"
     )
-    scanned = asyncio.run(scanner.find(only_vpc, ["i-0123456789abcdef0 vpc-0a1b2c3d"]))
-    assert [f.value for f in scanned.findings[0]] == ["vpc-0a1b2c3d"]
+    found, _ = scanner.scan_in_child(only_vpc, [("i-0123456789abcdef0 vpc-0a1b2c3d",)])
+    assert [f.value for f in found[0][0]] == ["vpc-0a1b2c3d"]
 
 
 def test_a_child_that_dies_fails_the_scan_closed_and_a_new_one_takes_over() -> None:
     scanner = Scanner()
     try:
+        dying = scanner._executor().submit(os._exit, 1)
+        with pytest.raises(BrokenProcessPool):
+            dying.result()
         with pytest.raises(ScannerUnavailable):
-            asyncio.run(scanner._run(os._exit, 1))
-        scanned = asyncio.run(scanner.find(SNAPSHOT, TEXTS))
-        assert scanned.findings == find_in_texts(SNAPSHOT, TEXTS)
+            scanner.scan_in_child(SNAPSHOT, [(TEXTS[0],)])
+        found, _ = scanner.scan_in_child(SNAPSHOT, [(TEXTS[0],)])
+        assert found == scan_here(SNAPSHOT)([(TEXTS[0],)], None)
     finally:
         scanner.close()
