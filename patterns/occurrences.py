@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 
 import ahocorasick
 
@@ -64,27 +64,74 @@ def spreadable(findings: Iterable[Finding]) -> dict[str, Finding]:
 _LEVELS = itertools.count()
 
 
-class _Level:
-    """Values with one automaton over them all."""
+# Up to this many values are looked for with str's own search (one pass per value, in C)
+# before an automaton is run: a conversation's newest values are usually in a few texts only.
+FEW_VALUES = 16
 
-    def __init__(self, origins: Mapping[str, Finding]) -> None:
+Match = tuple[int, int, str]  # start, end, value: where a value stands alone
+
+
+class _Level:
+    """Values to find wherever they stand alone, and what they are found as.
+
+    A level made by adding values to another (parent) searches only the added ones and takes
+    the parent's matches from the scan cache, so that a namespace's newest values, learned
+    turn after turn, do not send every turn through the whole history again."""
+
+    def __init__(
+        self,
+        origins: Mapping[str, Finding],
+        parent: _Level | None = None,
+        added: Mapping[str, Finding] | None = None,
+        *,
+        growing: bool = False,
+    ) -> None:
         self.origins = origins
-        self.automaton = _automaton(origins)
+        # Only the parent's name: its matches are in the scan cache, or searched afresh.
+        self._parent: str | None = parent.token if parent is not None else None
+        # A namespace's recent values grow a level at a time (KnownValues.with_added).
+        self.growing = growing
+        self._searched = origins if parent is None or added is None else added
+        self._automaton = _automaton(self._searched)
+        self._all: ahocorasick.Automaton | None = None  # over every value, when needed
         # Names this level's values in scan cache keys: a level never changes.
-        self.token = str(next(_LEVELS))
+        self.token: str = str(next(_LEVELS))
 
     def occurrences(
         self, text: str, budget: FindingBudget | None, cache: ScopedCache | None = None
     ) -> list[Finding]:
         if cache is None:
-            return _occurrences(text, self.automaton, self.origins, budget)
+            return _chosen(self.matches(text), self.origins, budget)
         found: tuple[Finding, ...] | None = cache.get("known", (self.token, text))
         if found is None:
-            found = tuple(_occurrences(text, self.automaton, self.origins, budget))
+            found = tuple(_chosen(self.matches(text, cache), self.origins, budget))
             cache.put("known", (self.token, text), found, len(found))
         elif budget is not None:
             budget.spend(len(found))
         return list(found)
+
+    def matches(self, text: str, cache: ScopedCache | None = None) -> list[Match]:
+        """Every place where one of this level's values stands alone in text: the parent's
+        matches from the cache and the added values' own, else all values searched afresh.
+        Kept in the cache for a growing level (its child asks for them)."""
+        if cache is None or not self.growing:
+            return _matches(text, self._automaton_of_all(), self.origins)
+        kept: tuple[Match, ...] | None = cache.get("matches", (self.token, text))
+        if kept is None:
+            inherited = cache.get("matches", (self._parent, text)) if self._parent else None
+            if inherited is None:
+                kept = tuple(_matches(text, self._automaton_of_all(), self.origins))
+            else:
+                kept = inherited + tuple(_matches(text, self._automaton, self._searched))
+            cache.put("matches", (self.token, text), kept, len(kept))
+        return list(kept)
+
+    def _automaton_of_all(self) -> ahocorasick.Automaton:
+        if self._all is None:
+            self._all = (
+                self._automaton if self._searched is self.origins else _automaton(self.origins)
+            )
+        return self._all
 
 
 class KnownValues:
@@ -116,7 +163,10 @@ class KnownValues:
             return self
         if len(recent) > max(RECENT_MIN, math.isqrt(len(main))):
             return KnownValues(_Level({**main, **recent}))
-        return KnownValues(self._main, _Level(recent))
+        if self._recent is None:
+            return KnownValues(self._main, _Level(recent, growing=True))
+        added = {v: o for v, o in recent.items() if v not in self._recent.origins}
+        return KnownValues(self._main, _Level(recent, self._recent, added, growing=True))
 
     def rebuild_size(self, added: int) -> int:
         """How many values with_added() of `added` new values builds into automata at most."""
@@ -172,35 +222,36 @@ def with_every_occurrence(
         return findings
     automaton = _automaton(spread)
     return tuple(
-        merged(found, _occurrences(text, automaton, spread, budget))
+        merged(found, _chosen(_matches(text, automaton, spread), spread, budget))
         for text, found in zip(texts, findings, strict=True)
     )
 
 
-def _occurrences(
-    text: str,
-    automaton: ahocorasick.Automaton,
-    known: Mapping[str, Finding],
-    budget: FindingBudget | None,
-) -> list[Finding]:
-    """Each value's occurrences in text that stand alone, leftmost-longest first among those:
-    a longer value glued to an identifier at a place does not hide a shorter one there that
-    stands alone."""
-    alone = [
+def _matches(text: str, automaton: ahocorasick.Automaton, values: Collection[str]) -> list[Match]:
+    """Every place where one of the values stands alone in text."""
+    if len(values) <= FEW_VALUES and not any(value in text for value in values):
+        return []
+    return [
         (last + 1 - len(value), last + 1, value)
         for last, value in automaton.iter(text)
         if stands_alone(text, last + 1 - len(value), last + 1)
     ]
-    if len(alone) > 1:
-        alone.sort(key=lambda match: (match[0], -match[1]))
+
+
+def _chosen(
+    matches: Sequence[Match], origins: Mapping[str, Finding], budget: FindingBudget | None
+) -> list[Finding]:
+    """The matches leftmost-longest first that overlap none chosen before, as findings: a
+    longer value glued to an identifier at a place does not hide a shorter one there that
+    stands alone."""
     occurrences: list[Finding] = []
     end_of_last = 0
-    for start, end, value in alone:
+    for start, end, value in sorted(matches, key=lambda match: (match[0], -match[1])):
         if start < end_of_last:
             continue
         if budget is not None:
             budget.spend(1)
-        origin = known[value]
+        origin = origins[value]
         occurrences.append(
             Finding(start, end, value, origin.pattern, origin.prefix, origin.priority)
         )

@@ -104,9 +104,10 @@ def test_cached_and_fresh_scans_agree_on_any_conversation(plays: list[Event]) ->
             continue
         texts, runs = _texts_and_runs(history)
         found_known = known.find(texts)
-        assert known.find(texts, cache=scoped(snapshot, namespace)) == found_known
-        cached = find_in_texts(snapshot, texts, runs, known=found_known, scope=namespace)
-        fresh = find_in_texts(snapshot, texts, runs, known=found_known)
+        cache = scoped(snapshot, namespace)
+        assert known.find(texts, cache=cache) == found_known
+        cached = find_in_texts(snapshot, texts, runs, known=found_known, learned=known, cache=cache)
+        fresh = find_in_texts(snapshot, texts, runs, known=found_known, learned=known)
         assert cached == fresh
         last = fresh
         allocator = LocalAllocator()
