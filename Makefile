@@ -35,7 +35,7 @@ endif
 
 help:
 	@echo "make run         set up and serve on http://$(HOST):$(PORT) (admin at /admin/)"
-	@echo "make serve       production: WORKERS uvicorn workers on $(HOST):$(PORT), graceful stop"
+	@echo "make serve       production: WORKERS pre-forked workers on $(HOST):$(PORT), graceful stop"
 	@echo "make test        ruff, ruff format --check, mypy, makemigrations --check, pytest"
 	@echo "                 (on SQLite, then on PostgreSQL when one is reachable)"
 	@echo "make bench       run the benchmarks (python -m bench)"
@@ -96,6 +96,7 @@ run: $(STAMP) $(SECRET_DEPS)
 # On SIGTERM (make passes it on) the workers stop accepting connections, let running requests
 # finish for up to SHUTDOWN_GRACE_SECONDS, write their audit records and exit. Proxy headers
 # (client address and scheme from FORWARDED_ALLOW_IPS) only when TRUST_X_FORWARDED_PROTO is on.
+# gunicorn imports the application once and forks the workers from it (config/serving.py).
 serve: $(STAMP)
 	@if [ -n "$(SECRET_DEPS)" ]; then \
 	  echo "make serve: set SECRET_KEY or SECRET_KEY_FILE (make serve never generates one)" >&2; \
@@ -105,14 +106,7 @@ serve: $(STAMP)
 	  echo "make serve: the database has unapplied migrations or did not answer;" \
 	    "run $(BIN)/python manage.py migrate first" >&2; \
 	  exit 1; }; \
-	case "$$(printf %s "$${TRUST_X_FORWARDED_PROTO:-}" | tr -d '[:space:]' | tr '[:upper:]' '[:lower:]')" in \
-	  true|1|yes|on) proxy_headers=--proxy-headers ;; \
-	  *) proxy_headers=--no-proxy-headers ;; \
-	esac; \
-	exec $(BIN)/uvicorn config.asgi:application --host $(HOST) --port $(PORT) \
-	  --workers "$${WORKERS:-$$(nproc)}" --lifespan on "$$proxy_headers" --no-access-log \
-	  --http config.http:BoundedHttpProtocol --ws none \
-	  --timeout-graceful-shutdown "$${SHUTDOWN_GRACE_SECONDS:-30}"
+	HOST=$(HOST) PORT=$(PORT) exec $(BIN)/gunicorn -c python:config.serving config.asgi:application
 
 # pytest runs twice: on SQLite, then on the PostgreSQL scripts/ensure-postgres finds
 # (TEST_DATABASE_URL, or one on 127.0.0.1:5432). Without one, that run is skipped and the

@@ -153,6 +153,32 @@ class Proxy:
         return self.process.pid
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size of a process (its private pages and its share of the shared
+    ones), in KiB; 0 for a process that has ended."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its descendants alive now."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found += process_tree(int(child))
+    return found
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of a process (VmRSS), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -349,6 +375,27 @@ class Harness:
             yield proxy
         finally:
             _stop(proxy.process)
+
+    @contextlib.contextmanager
+    def served_proxy(self, workers: int) -> Iterator[Proxy]:
+        """A proxy started as make serve starts it (gunicorn pre-forking uvicorn workers,
+        config/serving.py), stopped on exit."""
+        self.api_key()  # migrated database first
+        port = free_port()
+        log = self.tmp / f"served-{port}.log"
+        env = {**self.proxy_env(), "HOST": HOST, "PORT": str(port), "WORKERS": str(workers)}
+        args = [PYTHON, "-m", "gunicorn", "-c", "python:config.serving", "config.asgi:application"]
+        process = _spawn(args, log, env)
+        try:
+
+            def ready() -> bool:
+                started = len(re.findall(r"Started server process", _tail(log, 200)))
+                return started >= workers and _answers(f"http://{HOST}:{port}/health")
+
+            _wait_until(ready, process, f"make serve's server ({workers} worker(s))", log)
+            yield Proxy(process=process, url=f"http://{HOST}:{port}", workers=workers, log=log)
+        finally:
+            _stop(process)
 
     def _start_proxy(self, workers: int, *, shared: bool = True) -> Proxy:
         self.api_key()  # migrated database first

@@ -1,4 +1,5 @@
-"""Memory: the proxy worker's resident set after warm-up and after many requests.
+"""Memory: the proxy worker's resident set after warm-up and after many requests, and what
+1, 2 and 4 workers of make serve cost together.
 
 A one-worker proxy of its own (uvicorn without --workers serves in its own process) gets
 1,000 warm-up requests, then 10,000 more (1,000 with --quick), at concurrency 8. The
@@ -8,6 +9,13 @@ once per kind of input (RE2's lazily built DFA states, the allocator's arenas) h
 by then, so what grows afterwards is what a long-running process would keep growing. RSS
 is VmRSS from /proc, read after a short pause, also half-way, to tell a slow warm-up from
 a steady leak.
+
+Workers: make serve's server (gunicorn forking uvicorn workers from one master that imported
+the application, config/serving.py) with 1, 2 and 4 workers, each worker warmed with
+WORKER_WARM_UP requests (large ones among them, so that each worker's scanning process has
+started and worked); the figure is the proportional set size (PSS: shared pages split among
+the processes that share them) of the whole process tree, master and scanning processes
+included. Goal: 4 workers at most twice one.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import Harness, Unavailable, rss_kib
+from bench.harness import Harness, Unavailable, process_tree, pss_kib, rss_kib
 from bench.load import Throughput, messages_body, standard_text, throughput
 from bench.report import Report, Row, RunOptions
 
@@ -27,6 +35,9 @@ REQUESTS = 10_000
 QUICK_REQUESTS = 1_000
 TEXTS = 500
 CONCURRENCY = 8
+WORKER_COUNTS = (1, 2, 4)
+WORKER_WARM_UP = 200
+PSS_GOAL_RATIO = 2.0
 
 
 def run(options: RunOptions, report: Report, harness: Harness) -> None:
@@ -89,6 +100,7 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
             ),
         ]
     )
+    report.add(_worker_rows(command, harness, api_key, bodies))
     report.details["memory"] = {
         "rss_start_kib": started_kib,
         "rss_warm_kib": warm_kib,
@@ -105,3 +117,59 @@ def _load(url: str, api_key: str, bodies: Sequence[dict[str, Any]], n: int) -> T
     )
     time.sleep(1.0)  # background audit writes finish; the allocator settles
     return result
+
+
+def _worker_rows(
+    command: str, harness: Harness, api_key: str, bodies: Sequence[dict[str, Any]]
+) -> list[Row]:
+    large = messages_body(" ".join(standard_text(seed=3000 + n) for n in range(12)))
+    warm_up = [large if index % 20 == 0 else body for index, body in enumerate(bodies)]
+    idle: dict[int, int] = {}
+    loaded: dict[int, int] = {}
+    for workers in WORKER_COUNTS:
+        with harness.served_proxy(workers) as proxy:
+            time.sleep(2.0)  # each worker's scanning process has started
+            idle[workers] = _tree_pss_kib(proxy.process.pid)
+            _load(proxy.url, api_key, warm_up, WORKER_WARM_UP * workers)
+            loaded[workers] = _tree_pss_kib(proxy.process.pid)
+    rows = [
+        Row(
+            name=f"memory: make serve with {workers} worker(s), PSS in all",
+            figure=_mb(loaded[workers]),
+            unit="MB",
+            goal="",
+            met=None,
+            command=command,
+            note=(
+                f"{_mb(loaded[workers]) / workers:.1f} MB a worker after "
+                f"{WORKER_WARM_UP * workers} requests; {_mb(idle[workers])} MB before the "
+                "first (master, workers and their scanning processes)"
+            ),
+        )
+        for workers in WORKER_COUNTS
+    ]
+    most = WORKER_COUNTS[-1]
+    ratio = loaded[most] / loaded[1]
+    rows.append(
+        Row(
+            name=f"memory: make serve, {most} workers / 1 worker (PSS)",
+            figure=round(ratio, 2),
+            unit="x",
+            goal=f"<= {PSS_GOAL_RATIO:g}x",
+            met=ratio <= PSS_GOAL_RATIO,
+            command=command,
+            note=(
+                f"{_mb(loaded[most]):.0f} MB vs {_mb(loaded[1]):.0f} MB after the requests; "
+                f"before the first: {idle[most] / idle[1]:.2f}x"
+            ),
+        )
+    )
+    return rows
+
+
+def _tree_pss_kib(pid: int) -> int:
+    return sum(pss_kib(process) for process in process_tree(pid))
+
+
+def _mb(kib: int) -> float:
+    return round(kib * 1024 / 1e6, 1)

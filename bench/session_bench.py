@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine_bench import generate_text
-from bench.harness import Harness, Proxy, Unavailable
+from bench.harness import Harness, Proxy, Unavailable, process_tree
 from bench.load import MODEL, client, percentile, post, stream
 from bench.report import Report, Row, RunOptions
 
@@ -216,22 +216,10 @@ def _cpu_seconds(pid: int) -> float:
     """User and system time of a process and its descendants alive now (the proxy scans large
     requests in a process of its own)."""
     total = 0
-    for process in _tree(pid):
+    for process in process_tree(pid):
         try:
             fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # ended in between
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def _tree(pid: int) -> list[int]:
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            found += _tree(int(child))
-    return found

@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -401,8 +402,11 @@ def test_make_serve_runs_workers_serves_static_files_and_stops_on_sigterm(
         ):
             assert process.poll() is None and time.monotonic() < deadline, tail(log)
             time.sleep(0.1)
-        uvicorn = next(line for line in command_lines(process.pid) if "--workers" in line)
+        server = next(
+            line for line in command_lines(process.pid) if "python:config.serving" in line
+        )
         css = httpx.get(f"{url}/static/admin/css/base.css", timeout=10.0)
+        oversized_head = _status_of_raw_request(int(env["PORT"]), b"a" * 70_000)
 
         stream = StreamInFlight(url, setup.key, text, "fake-slow-stream")
         stream.wait_first_deltas(log)
@@ -425,19 +429,11 @@ def test_make_serve_runs_workers_serves_static_files_and_stops_on_sigterm(
         f"exited {exited - signalled:.2f} s after it (status {status}); audit rows written: "
         f"{len(site.audit_rows()) - rows_before}"
     )
-    # The production flags: workers, lifespan on, no access log, the grace period, no proxy
-    # headers unless TRUST_X_FORWARDED_PROTO is on, the bounded HTTP protocol, no WebSocket.
-    flags = " ".join(uvicorn)
-    for flag in (
-        "--workers 2",
-        "--lifespan on",
-        "--no-access-log",
-        "--no-proxy-headers",
-        "--http config.http:BoundedHttpProtocol",
-        "--ws none",
-    ):
-        assert flag in flags, flags
-    assert "--timeout-graceful-shutdown 10" in flags
+    # gunicorn forks the workers from a master that imported the application, with
+    # config/serving.py's uvicorn settings (tests/test_serving.py); here the bounded HTTP
+    # protocol shows: a head over HTTP_MAX_HEADER_BYTES gets a 431.
+    assert "gunicorn" in " ".join(server) and "-c python:config.serving" in " ".join(server)
+    assert oversized_head == b"431"
     # Static files come from the apps' directories (ServeStatic through the finders) with
     # DEBUG off: collectstatic is not needed.
     assert css.status_code == 200
@@ -450,3 +446,11 @@ def test_make_serve_runs_workers_serves_static_files_and_stops_on_sigterm(
     assert left_running == []
     assert output.count("Application shutdown complete") == 2, output
     assert row is not None and (row["status"], row["restored_total"]) == (200, len(values))
+
+
+def _status_of_raw_request(port: int, header_value: bytes) -> bytes:
+    """The status code a raw request with one header of this value gets."""
+    with socket.create_connection((HOST, port), timeout=10.0) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: proxy\r\nX-Big: " + header_value)
+        connection.sendall(b"\r\n\r\n")
+        return connection.recv(64).split(b" ")[1]
