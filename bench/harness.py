@@ -225,6 +225,7 @@ class Harness:
         self._api_key: str | None = None
         self._proxies: dict[int, Proxy] = {}
         self._direct: DirectClient | None = None
+        self._floor: Proxy | None = None
 
     def __enter__(self) -> Harness:
         return self
@@ -396,6 +397,20 @@ class Harness:
             yield Proxy(process=process, url=f"http://{HOST}:{port}", workers=workers, log=log)
         finally:
             _stop(process)
+
+    def floor(self) -> Proxy:
+        """The run's floor server (bench/floor_app.py): uvicorn and LiteLLM, nothing else."""
+        if self._floor is None:
+            port = free_port()
+            log = self.tmp / f"floor-{port}.log"
+            env = {**_base_env(), "FLOOR_UPSTREAM_URL": self.upstream_url()}
+            flags = _uvicorn_flags(port, lifespan="on")
+            process = _spawn([PYTHON, "-m", "uvicorn", "bench.floor_app:app", *flags], log, env)
+            self._stack.callback(_stop, process)
+            url = f"http://{HOST}:{port}"
+            _wait_until(lambda: _answers(f"{url}/health"), process, "the floor server", log)
+            self._floor = Proxy(process=process, url=url, workers=1, log=log)
+        return self._floor
 
     def _start_proxy(self, workers: int, *, shared: bool = True) -> Proxy:
         self.api_key()  # migrated database first

@@ -7,6 +7,8 @@ upstream echoes it, placeholders included, so the proxy restores 50 values in th
     fake upstream, exactly as proxy/upstream.py does, in a process of its own.
 (b) proxy: `uvicorn config.asgi:application` with 1 and with 2 workers in front of the same
     fake, called with httpx from this process.
+(c) floor: bench/floor_app.py, a bare uvicorn app that parses the body and makes the same
+    LiteLLM call (no Django, no masking): what any server with LiteLLM in it adds.
 
 Latency is measured one request at a time, in interleaved blocks (direct, 1 worker,
 2 workers, again), so that a noisy neighbour hits all of them alike; the added latency is
@@ -41,6 +43,7 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
     try:
         direct = harness.direct()
         proxies = {workers: harness.proxy(workers) for workers in WORKER_COUNTS}
+        floor = harness.floor()
         api_key = harness.api_key()
     except Unavailable as exc:
         report.add([Row("proxy overhead", None, "", "", None, command, str(exc))])
@@ -55,10 +58,13 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
         )
     direct.call(op="latency", body=body, n=10)
 
+    asyncio.run(latencies(floor.url, api_key, body, 10))
     direct_ms: list[float] = []
+    floor_ms: list[float] = []
     proxy_ms: dict[int, list[float]] = {workers: [] for workers in proxies}
     for _ in range(blocks):
         direct_ms += direct.call(op="latency", body=body, n=per_block)["ms"]
+        floor_ms += asyncio.run(latencies(floor.url, api_key, body, per_block))
         for workers, proxy in proxies.items():
             proxy_ms[workers] += asyncio.run(latencies(proxy.url, api_key, body, per_block))
 
@@ -80,6 +86,17 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
         for workers, proxy in proxies.items()
     }
 
+    floor_rate = asyncio.run(
+        throughput(
+            floor.url,
+            api_key,
+            [body],
+            n=throughput_n,
+            concurrency=CONCURRENCY,
+            seconds=throughput_s,
+        )
+    )
+
     samples = len(direct_ms)
     d50, d99 = percentile(direct_ms, 50), percentile(direct_ms, 99)
     rows = [
@@ -93,6 +110,18 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
             note=f"p99 {d99:.2f} ms; {samples} requests of 10 KB with 50 IDs",
         )
     ]
+    f50 = percentile(floor_ms, 50)
+    rows.append(
+        Row(
+            name="proxy: floor added latency p50, c=1 (uvicorn + LiteLLM, no proxy)",
+            figure=round(f50 - d50, 2),
+            unit="ms",
+            goal="",
+            met=None,
+            command=command,
+            note=f"floor p50 {f50:.2f} ms vs direct {d50:.2f} ms (bench/floor_app.py)",
+        )
+    )
     for workers, timings in proxy_ms.items():
         p50, p99 = percentile(timings, 50), percentile(timings, 99)
         label = f"{workers} worker{'s' if workers > 1 else ''}"
@@ -104,7 +133,10 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
                 goal=f"<= {P50_GOAL_MS:g} ms",
                 met=p50 - d50 <= P50_GOAL_MS,
                 command=command,
-                note=f"proxy p50 {p50:.2f} ms vs direct {d50:.2f} ms",
+                note=(
+                    f"proxy p50 {p50:.2f} ms vs direct {d50:.2f} ms; "
+                    f"{p50 - f50:+.2f} ms over the floor"
+                ),
             ),
             Row(
                 name=f"proxy: added latency p99, c=1, {label}",
@@ -127,6 +159,18 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
             note=_counts(direct_rate),
         )
     )
+    floor_share = floor_rate.per_second / direct_rate.per_second if direct_rate.per_second else 0
+    rows.append(
+        Row(
+            name=f"proxy: floor throughput vs direct, c={CONCURRENCY} (uvicorn + LiteLLM)",
+            figure=round(floor_share * 100, 1),
+            unit="%",
+            goal="",
+            met=None,
+            command=command,
+            note=f"{floor_rate.per_second:.1f} req/s; {_counts(floor_rate)}",
+        )
+    )
     for workers, rate in proxy_rates.items():
         share = rate.per_second / direct_rate.per_second if direct_rate.per_second else 0.0
         rows.append(
@@ -145,9 +189,11 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
         )
     report.details["proxy"] = {
         "direct_ms": _summary(direct_ms),
+        "floor_ms": _summary(floor_ms),
         "proxy_ms": {str(w): _summary(t) for w, t in proxy_ms.items()},
         "throughput": {
             "direct": asdict(direct_rate),
+            "floor": asdict(floor_rate),
             **{f"proxy_{w}_workers": asdict(r) for w, r in proxy_rates.items()},
         },
     }

@@ -45,6 +45,7 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
     try:
         direct = harness.direct()
         proxy = harness.proxy(1)
+        floor = harness.floor()
         api_key = harness.api_key()
         private = harness.redis()
     except Unavailable as exc:
@@ -59,10 +60,13 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
     direct_first: list[float] = []
     direct_last: list[float] = []
     timings: list[StreamTiming] = []
+    floor_timings: list[StreamTiming] = []
+    asyncio.run(_streams(floor.url, api_key, body, 5))  # warm-up
     for _ in range(blocks):
         answer = direct.call(op="latency", body=body, n=per_block)
         direct_first += answer["ttfb_ms"]
         direct_last += answer["ttlb_ms"]
+        floor_timings += asyncio.run(_streams(floor.url, api_key, body, per_block))
         timings += asyncio.run(_streams(proxy.url, api_key, body, per_block))
 
     holds = [hold_back(t.body, private, text) for t in timings]
@@ -73,6 +77,7 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
     proxy_first = [t.ttfb_ms for t in timings]
     proxy_last = [t.ttlb_ms for t in timings]
     first_added = percentile(proxy_first, 50) - percentile(direct_first, 50)
+    floor_first = percentile([t.ttfb_ms for t in floor_timings], 50)
     last_added = percentile(proxy_last, 50) - percentile(direct_last, 50)
     n = len(timings)
     report.add(
@@ -89,6 +94,18 @@ def run(options: RunOptions, report: Report, harness: Harness) -> None:
                     f"{percentile(proxy_first, 99):.2f}) vs direct "
                     f"{percentile(direct_first, 50):.2f} ms (p99 "
                     f"{percentile(direct_first, 99):.2f}); {n} streams each"
+                ),
+            ),
+            Row(
+                name="stream: floor added time to first byte, p50 (uvicorn + LiteLLM)",
+                figure=round(floor_first - percentile(direct_first, 50), 2),
+                unit="ms",
+                goal="",
+                met=None,
+                command=command,
+                note=(
+                    f"floor {floor_first:.2f} ms (bench/floor_app.py); the proxy "
+                    f"{percentile(proxy_first, 50) - floor_first:+.2f} ms over it"
                 ),
             ),
             Row(

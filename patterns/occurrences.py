@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Collection, Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import ahocorasick
 
@@ -94,14 +94,17 @@ class _Level:
         self._searched = origins if parent is None or added is None else added
         self._automaton = _automaton(self._searched)
         self._all: ahocorasick.Automaton | None = None  # over every value, when needed
+        self._asked = False
         # Names this level's values in scan cache keys: a level never changes.
         self.token: str = str(next(_LEVELS))
 
     def occurrences(
         self, text: str, budget: FindingBudget | None, cache: ScopedCache | None = None
     ) -> list[Finding]:
-        if cache is None:
-            return _chosen(self.matches(text), self.origins, budget)
+        if cache is None or self.growing:
+            # A growing level lasts until the namespace learns again (often the next turn):
+            # only its matches are kept, for its child.
+            return _chosen(self.matches(text, cache), self.origins, budget)
         found: tuple[Finding, ...] | None = cache.get("known", (self.token, text))
         if found is None:
             found = tuple(_chosen(self.matches(text, cache), self.origins, budget))
@@ -116,7 +119,10 @@ class _Level:
         Kept in the cache for a growing level (its child asks for them)."""
         if cache is None or not self.growing:
             return _matches(text, self._automaton_of_all(), self.origins)
-        kept: tuple[Match, ...] | None = cache.get("matches", (self.token, text))
+        # A level's first request finds nothing of its own in the cache: it does not ask.
+        kept: tuple[Match, ...] | None = (
+            cache.get("matches", (self.token, text)) if self._asked else None
+        )
         if kept is None:
             inherited = cache.get("matches", (self._parent, text)) if self._parent else None
             if inherited is None:
@@ -125,6 +131,10 @@ class _Level:
                 kept = inherited + tuple(_matches(text, self._automaton, self._searched))
             cache.put("matches", (self.token, text), kept, len(kept))
         return list(kept)
+
+    def done(self) -> None:
+        """A request has asked for this level's matches: later ones look in the cache."""
+        self._asked = True
 
     def _automaton_of_all(self) -> ahocorasick.Automaton:
         if self._all is None:
@@ -150,6 +160,13 @@ class KnownValues:
 
     def __contains__(self, value: object) -> bool:
         return any(value in level.origins for level in self._levels())
+
+    def unknown(self, values: Iterable[str]) -> set[str]:
+        """Those of the values not known here."""
+        fresh = set(values)
+        for level in self._levels():
+            fresh -= level.origins.keys()
+        return fresh
 
     def with_added(self, origins: Iterable[Finding]) -> KnownValues:
         """These values and those (each value keeps its first origin)."""
@@ -191,6 +208,9 @@ class KnownValues:
             for level in levels:
                 occurrences = merged(occurrences, level.occurrences(text, budget, cache))
             found.append(occurrences)
+        if cache is not None:
+            for level in levels:
+                level.done()
         return tuple(found)
 
     def _levels(self) -> list[_Level]:
@@ -209,7 +229,7 @@ def with_every_occurrence(
     texts: Sequence[str],
     findings: Findings,
     budget: FindingBudget | None = None,
-    known: Container[str] = (),
+    known: KnownValues | Collection[str] = (),
 ) -> Findings:
     """findings (one tuple per text) with every other occurrence, in any of the texts, of a
     value found in one of them. A found value keeps its place where it overlaps one of these.
@@ -217,7 +237,9 @@ def with_every_occurrence(
     known: values whose occurrences findings hold already (KnownValues.find found every one
     that stands alone): not searched for again, so a conversation's history is read only for
     the values its newest turn brought."""
-    spread = spreadable(f for found in findings for f in found if f.value not in known)
+    values = {f.value for found in findings for f in found}
+    fresh = known.unknown(values) if isinstance(known, KnownValues) else values.difference(known)
+    spread = spreadable(f for found in findings for f in found if f.value in fresh)
     if not spread:
         return findings
     automaton = _automaton(spread)

@@ -38,29 +38,13 @@ ENTRY_BYTES = 200
 FINDING_BYTES = 250
 
 Findings = tuple[Finding, ...]
-
-
-def digest(kind: str, scope: str, parts: Sequence[str]) -> bytes:
-    """A key for `parts` scanned as `kind` in `scope` (lengths first: no two inputs collide
-    by moving a boundary)."""
-    return _digest_of([_encoded(kind), _encoded(scope), *(text_digest(p) for p in parts)])
+# What an entry is found by: a kind, a scope and digests, or one digest of them all.
+Key = tuple[str | bytes, ...] | bytes
 
 
 def text_digest(text: str) -> bytes:
     """One text's digest, the part of a key that stands for it."""
-    return _digest_of([_encoded(text)])
-
-
-def _encoded(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _digest_of(parts: Sequence[bytes]) -> bytes:
-    hasher = hashlib.blake2b(digest_size=20)
-    for data in parts:
-        hasher.update(len(data).to_bytes(8, "little"))
-        hasher.update(data)
-    return hasher.digest()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
 
 
 def findings_key(findings: Sequence[Finding]) -> str:
@@ -80,13 +64,13 @@ class ScanCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()
+        self._entries: OrderedDict[Key, tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes) -> Any | None:
+    def get(self, key: Key) -> Any | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -96,7 +80,7 @@ class ScanCache:
             self.hits += 1
             return entry[0]
 
-    def put(self, key: bytes, value: Any, findings: int = 0) -> None:
+    def put(self, key: Key, value: Any, findings: int = 0) -> None:
         cost = ENTRY_BYTES + FINDING_BYTES * findings
         if cost > self.max_bytes:
             return
@@ -120,14 +104,16 @@ class ScopedCache:
         self.scope = scope
         self._digests: dict[str, bytes] = {}
 
-    def key(self, kind: str, parts: Sequence[str]) -> bytes:
+    def key(self, kind: str, parts: Sequence[str]) -> Key:
+        """The key of `parts` scanned as `kind`: a tuple of the scope and the parts' digests
+        (each text digested once per request), never the texts themselves."""
         digests = []
         for part in parts:
             found = self._digests.get(part)
             if found is None:
                 found = self._digests[part] = text_digest(part)
             digests.append(found)
-        return _digest_of([_encoded(kind), _encoded(self.scope), *digests])
+        return (kind, self.scope, *digests)
 
     def get(self, kind: str, parts: Sequence[str]) -> Any | None:
         return self.cache.get(self.key(kind, parts))

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Container, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
@@ -34,7 +34,7 @@ from patterns.engine import (
     Snapshot,
 )
 from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
-from patterns.occurrences import merged, unglued, with_every_occurrence
+from patterns.occurrences import KnownValues, merged, unglued, with_every_occurrence
 from patterns.scan_cache import ScopedCache, scoped
 
 Findings = tuple[tuple[Finding, ...], ...]
@@ -69,7 +69,7 @@ def find_in_texts(
     known: Findings | None = None,
     scope: str | None = None,
     *,
-    learned: Container[str] = (),
+    learned: KnownValues | Collection[str] = (),
     cache: ScopedCache | None = None,
     scan: RunScan | None = None,
 ) -> Findings:

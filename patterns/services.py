@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import Counter
@@ -136,23 +137,30 @@ class FoundValues:
     texts: tuple[str, ...]
     findings: tuple[tuple[Finding, ...], ...]
 
+    @functools.cached_property
+    def firsts(self) -> dict[str, Finding]:
+        """Each distinct value with its first finding, in order of first occurrence."""
+        firsts: dict[str, Finding] = {}
+        for findings in self.findings:
+            for f in findings:
+                firsts.setdefault(f.value, f)
+        return firsts
+
     @property
     def distinct(self) -> int:
         """How many different values were found."""
-        return len({f.value for findings in self.findings for f in findings})
+        return len(self.firsts)
 
     def allocations(self, *, learn: bool = False) -> list[Allocation]:
         """One allocation per distinct value, in order of first occurrence.
 
         learn: the namespace learns the values worth masking wherever they stand."""
-        unique: dict[str, Allocation] = {}
-        for findings in self.findings:
-            for f in findings:
-                if f.value not in unique:
-                    unique[f.value] = Allocation(
-                        f.value, f.prefix, f.pattern, learn=learn and learnable(f)
-                    )
-        return list(unique.values())
+        return [allocation(f, learn=learn) for f in self.firsts.values()]
+
+
+def allocation(first: Finding, *, learn: bool = False) -> Allocation:
+    """What to place for a value, from its first finding (learn: as for allocations())."""
+    return Allocation(first.value, first.prefix, first.pattern, learn=learn and learnable(first))
 
 
 def find_values(

@@ -22,6 +22,7 @@ from patterns.services import (
     FoundValues,
     MaskedTexts,
     RulesUnavailable,
+    allocation,
     arules_snapshot,
     find_values,
     loaded_snapshot,
@@ -232,13 +233,14 @@ async def _placeholders(
     new value with a placeholder the cache gives another (a mapping was deleted meanwhile),
     the cache is dropped for the namespace and every value placed again."""
     cache = placement_cache()
-    allocations = found.allocations(learn=learning())
-    trusted, missing = cache.split(namespace, allocations) if cache.enabled else ({}, allocations)
-    placed = await _place(call, store, namespace, missing)
+    learn = learning()
+    firsts = list(found.firsts.values())
+    trusted, missing = cache.split(namespace, firsts) if cache.enabled else ({}, firsts)
+    placed = await _place(call, store, namespace, [allocation(f, learn=learn) for f in missing])
     if collides(trusted, placed):
         logger.warning("a placeholder in this process's cache was given again; placing anew")
         cache.forget(namespace)
-        trusted, placed = {}, await _place(call, store, namespace, allocations)
+        trusted, placed = {}, await _place(call, store, namespace, found.allocations(learn=learn))
     cache.remember(namespace, placed)
     return {**trusted, **placed}
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from patterns.engine import Finding, LocalAllocator, PatternSpec, build_snapshot, replace_findings
 from patterns.library import DEFAULT_PATTERNS
 from patterns.occurrences import KnownValues
-from patterns.scan_cache import ScanCache, digest, scan_cache, scoped
+from patterns.scan_cache import ScanCache, ScopedCache, scan_cache, scoped
 from patterns.scanner import find_in_texts, holds_values
 
 LIBRARY = build_snapshot(entry.to_spec() for entry in DEFAULT_PATTERNS)
@@ -140,13 +140,16 @@ def test_new_rules_start_an_empty_cache() -> None:
 
 def test_the_cache_stays_within_its_bound_and_drops_the_oldest() -> None:
     cache = ScanCache(max_bytes=2_000)
+    scoped_cache = ScopedCache(cache, "team-a")
     for number in range(100):
-        cache.put(digest("rules", "team-a", [str(number)]), (), findings=1)
+        scoped_cache.put("rules", [str(number)], (), findings=1)
     assert cache.size <= 2_000
-    assert cache.get(digest("rules", "team-a", ["0"])) is None
-    assert cache.get(digest("rules", "team-a", ["99"])) == ()
+    assert scoped_cache.get("rules", ["0"]) is None
+    assert scoped_cache.get("rules", ["99"]) == ()
 
 
-def test_keys_do_not_collide_when_a_boundary_moves() -> None:
-    assert digest("rules", "team-a", ["ab", "c"]) != digest("rules", "team-a", ["a", "bc"])
-    assert digest("rules", "team-a", ["x"]) != digest("rules", "team-ax", [""])
+def test_keys_do_not_collide_when_a_boundary_moves_and_hold_no_text() -> None:
+    team_a = ScopedCache(ScanCache(), "team-a")
+    assert team_a.key("rules", ["ab", "c"]) != team_a.key("rules", ["a", "bc"])
+    assert team_a.key("rules", ["x"]) != ScopedCache(ScanCache(), "team-ax").key("rules", [""])
+    assert "i-0123456789abcdef0" not in repr(team_a.key("rules", ["i-0123456789abcdef0"]))
