@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from patterns.engine import Finding, FindingBudget, RunScan, format_placeholder
 from patterns.occurrences import merged
-from patterns.scan_cache import ScopedCache, findings_key
+from patterns.scan_cache import ScopedCache
 
 Findings = tuple[tuple[Finding, ...], ...]
 FIXPOINT_ROUNDS = 3
@@ -36,22 +36,24 @@ def found_in_masked(
     batch); cache: what such scans revealed before (the same text masked at the same
     places)."""
     revealed: list[tuple[Finding, ...]] = [()] * len(texts)
-    missing: list[tuple[int, _StandIns, str]] = []
+    missing: list[tuple[int, _StandIns]] = []
     for index, (text, found) in enumerate(zip(texts, findings, strict=True)):
         if not found:
             continue
-        key = findings_key(found)
-        cached = cache.get("revealed", (text, key)) if cache is not None else None
-        if cached is not None:
-            revealed[index] = cached
+        # The text's last masking and what it revealed: equal findings (most often the very
+        # objects the cache gave for the text) reveal the same.
+        cached = cache.get("revealed", (text,)) if cache is not None else None
+        if cached is not None and cached[0] == found:
+            revealed[index] = cached[1]
         else:
-            missing.append((index, _StandIns(text, found), key))
+            missing.append((index, _StandIns(text, found)))
     if missing:
-        scanned = scan([(stand_ins.masked,) for _, stand_ins, _ in missing], budget)
-        for (index, stand_ins, key), (new,) in zip(missing, scanned, strict=True):
-            revealed[index] = stand_ins.outside(new)
+        scanned = scan([(stand_ins.masked,) for _, stand_ins in missing], budget)
+        for (index, stand_ins), (new,) in zip(missing, scanned, strict=True):
+            revealed[index] = extra = stand_ins.outside(new)
             if cache is not None:
-                cache.put("revealed", (texts[index], key), revealed[index], len(revealed[index]))
+                found = findings[index]
+                cache.put("revealed", (texts[index],), (found, extra), len(found) + len(extra))
     result = tuple(
         merged(found, extra) if extra else found
         for found, extra in zip(findings, revealed, strict=True)

@@ -2,18 +2,19 @@
 
 Pure: the standard library and the engine. Claude Code and agent loops resend the whole
 conversation every turn; only the last turn is new. The scans whose results depend on nothing
-but the rules and their input are kept here, keyed by a digest of that input:
+but the rules and their input are kept here, keyed by digests of that input:
 
 - what the rules find in a run of texts (Snapshot.find / find_run);
-- what scanning a text masked with stand-ins reveals, given the findings it was masked with
-  (patterns.fixpoint);
+- what scanning a text masked with stand-ins reveals (patterns.fixpoint), with the findings
+  it was masked with: the next request's equal findings reveal the same;
+- where a namespace's learned values stand in a text, per automaton level (a level never
+  changes: a new value makes a new level, which takes its parent's matches from here);
 - that a masked text holds no value (the final check; only that verdict is kept).
 
-Everything that depends on the rest of the request or on the namespace's state is computed
-again every time: the values learned by the namespace, every other occurrence of the values
-found in the request, the placeholders (from Redis), the replacement. A hit gives the result
-a fresh scan would give, so a cache is an optimisation, never a source of truth: a cache in
-one process knows nothing of another's, and a miss only costs time.
+Everything else is computed again every time: every other occurrence of the values the
+request brought, the placeholders (from Redis), the replacement. A hit gives the result a
+fresh scan would give, so a cache is an optimisation, never a source of truth: a cache in one
+process knows nothing of another's, and a miss only costs time.
 
 Keys hold a scope (the namespace), so that how fast a text is served never tells one tenant
 what another sent. One cache per rules snapshot: new rules start an empty one. Its size is
@@ -43,17 +44,9 @@ Key = tuple[str | bytes, ...] | bytes
 
 
 def text_digest(text: str) -> bytes:
-    """One text's digest, the part of a key that stands for it."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
-
-
-def findings_key(findings: Sequence[Finding]) -> str:
-    """What a set of findings is, as a string to digest (every field a scan reads)."""
-    return "\x00".join(
-        f"{f.start},{f.end},{f.pattern},{f.prefix},{f.priority},{int(f.continuation)},"
-        f"{f.parts},{f.value}"
-        for f in findings
-    )
+    """One text's digest, the part of a key that stands for it (SHA-256: collision
+    resistant, and where the CPU computes it, about three times as fast as BLAKE2b)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 class ScanCache:
