@@ -36,11 +36,12 @@ from patterns.scan_cache import ScopedCache
 Findings = tuple[tuple[Finding, ...], ...]
 
 
-# A namespace's newest learned values get an automaton of their own, rebuilt as they come;
-# it is folded into the main one once it holds more than RECENT_MIN values and more than the
-# square root of the main one's. With n values known, a value learned then costs about
-# sqrt(n) values built into automata (the recent one each time, the main one every sqrt(n)
-# values), and a text is read twice whatever n is.
+# A namespace's newest learned values get a level of their own, which grows a level at a
+# time as they come (each new level searches only what it adds, see _Level); they are folded
+# into the main one once they are more than RECENT_MIN values and more than the square root
+# of the main one's. With n values known, a value learned then costs about sqrt(n) values
+# built into automata (the main one every sqrt(n) values), and a text is read twice whatever
+# n is, a text already read once only for the values learned since.
 RECENT_MIN = 256
 
 
