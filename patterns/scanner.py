@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import TypeVar
 
 from patterns.engine import (
@@ -32,6 +33,7 @@ from patterns.engine import (
     Runs,
     RunScan,
     Snapshot,
+    is_distinctive,
 )
 from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
 from patterns.occurrences import KnownValues, merged, unglued, with_every_occurrence
@@ -72,6 +74,7 @@ def find_in_texts(
     learned: KnownValues | Collection[str] = (),
     cache: ScopedCache | None = None,
     scan: RunScan | None = None,
+    rules: Findings | None = None,
 ) -> Findings:
     """Every value in each text: what the rules find, every other occurrence of the values
     they found (patterns.occurrences), and what masking them reveals (patterns.fixpoint).
@@ -87,10 +90,11 @@ def find_in_texts(
     holds it already.
     scan: where the texts the cache does not know are scanned (scan_here by default; the
     serving process sends large batches to its scanning process).
+    rules: what the rules found in each text, when the caller has it already (by_rules).
     """
     cache = cache if cache is not None else scoped(snapshot, scope)
     scan = scan if scan is not None else scan_here(snapshot)
-    findings = _by_rules(texts, runs, budget, cache, scan)
+    findings = rules if rules is not None else by_rules(texts, runs, budget, cache, scan)[0]
     if known is not None:
         findings = tuple(merged(f, k) for f, k in zip(findings, known, strict=True))
     for _ in range(FIXPOINT_ROUNDS):
@@ -102,16 +106,16 @@ def find_in_texts(
     return tuple(unglued(found) for found in findings)
 
 
-def _by_rules(
+def by_rules(
     texts: Sequence[str],
     runs: Sequence[int] | None,
     budget: FindingBudget | None,
     cache: ScopedCache | None,
     scan: RunScan,
-) -> Findings:
+) -> tuple[Findings, int]:
     """What the rules find in each text, scanning each run of them once: from the cache when
     this process scanned the same run before (a hit spends the budget its findings cost),
-    the others in one batch."""
+    the others in one batch; and how many characters that batch held (what was new)."""
     groups = _groups(len(texts), runs)
     found: list[Findings] = [()] * len(groups)
     missing: dict[tuple[str, ...], list[int]] = {}
@@ -138,7 +142,7 @@ def _by_rules(
     for members, run_found in zip(groups, found, strict=True):
         for index, piece_found in zip(members, run_found, strict=True):
             findings[index] = piece_found
-    return tuple(findings)
+    return tuple(findings), sum(len(piece) for pieces in batch for piece in pieces)
 
 
 def _groups(count: int, runs: Sequence[int] | None) -> list[list[int]]:
@@ -218,6 +222,24 @@ def _scan_job(source: RulesSource, runs: Runs, limit: int | None) -> tuple[list[
     return found, time.process_time() - started
 
 
+def _finish_job(
+    source: RulesSource,
+    texts: Sequence[str],
+    runs: Sequence[int] | None,
+    limit: int | None,
+    rules: Findings | None,
+    known: Findings | None,
+    learned: frozenset[str],
+) -> tuple[Findings, int, float]:
+    started = time.process_time()
+    budget = FindingBudget(limit) if limit is not None else None
+    findings = find_in_texts(
+        _snapshot(source), texts, runs, budget, known, learned=learned, rules=rules
+    )
+    spent = limit - budget.remaining if budget is not None and limit is not None else 0
+    return findings, spent, time.process_time() - started
+
+
 def _ready() -> bool:
     return True
 
@@ -251,20 +273,12 @@ class Scanner:
         """Start the child now, in the background, so the first large request need not."""
         self._executor().submit(_ready)
 
-    def scans(self, snapshot: Snapshot, min_bytes: int, spent: Callable[[float], None]) -> RunScan:
-        """A RunScan that sends batches of at least min_bytes to the child (and tells spent
-        the CPU seconds they took there), and scans smaller ones here. It blocks: call it
-        from a thread, not from the event loop."""
-        here = scan_here(snapshot)
-
-        def scan(runs: Runs, budget: FindingBudget | None) -> list[Findings]:
-            if sum(len(piece) for pieces in runs for piece in pieces) < min_bytes:
-                return here(runs, budget)
-            found, cpu_seconds = self.scan_in_child(snapshot, runs, budget)
-            spent(cpu_seconds)
-            return found
-
-        return scan
+    def scans(
+        self, snapshot: Snapshot, min_bytes: int, spent: Callable[[float], None]
+    ) -> Elsewhere:
+        """How a large request is scanned with this child: see Elsewhere. spent is told the
+        CPU seconds each job took there."""
+        return Elsewhere(self, snapshot, min_bytes, spent)
 
     def scan_in_child(
         self, snapshot: Snapshot, runs: Runs, budget: FindingBudget | None = None
@@ -283,6 +297,35 @@ class Scanner:
         for run_found in found:
             _spend(budget, run_found)
         return found, cpu_seconds
+
+    def finish_in_child(
+        self,
+        snapshot: Snapshot,
+        texts: Sequence[str],
+        runs: Sequence[int] | None,
+        budget: FindingBudget | None,
+        rules: Findings | None,
+        known: Findings | None,
+    ) -> tuple[Findings, float]:
+        """find_in_texts with what the rules found already (None: the child finds it), in the
+        child (blocking): every
+        other occurrence and the fixpoint, whose work grows with the findings, away from the
+        serving process's GIL; and the CPU seconds it took there."""
+        # The namespace's values that stand in the texts: those the child need not spread
+        # again (a learned value that stands nowhere has no occurrence to spread).
+        learned = frozenset(f.value for found in known or () for f in found)
+        executor = self._executor()
+        limit = budget.remaining if budget is not None else None
+        try:
+            findings, spent, cpu_seconds = executor.submit(
+                _finish_job, _source(snapshot), list(texts), runs, limit, rules, known, learned
+            ).result()
+        except BrokenProcessPool:
+            self._discard(executor)
+            raise ScannerUnavailable("The scanning process stopped.") from None
+        if budget is not None:
+            budget.spend(spent)
+        return findings, cpu_seconds
 
     async def aclose(self) -> None:
         """Stop the child (at shutdown): pending scans are cancelled, a running one ends."""
@@ -316,6 +359,74 @@ class Scanner:
             if self._pool is executor:
                 self._pool = None
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+# What a large request may leave to be finished in the serving process (Elsewhere.finishes).
+FINISH_HERE_MAX_TEXTS = 4_000
+FINISH_HERE_MAX_CHARS = 2_000_000
+FINISH_HERE_MAX_NEW_VALUES = 1_000
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """A large request's scans: batches of at least min_bytes in the scanning process,
+    smaller ones here; and, when the rules had that much new text to read (a history's first
+    request, a flood of new values), the rest of the work too (finish). Blocking: call it
+    from a thread, not from the event loop."""
+
+    scanner: Scanner
+    snapshot: Snapshot
+    min_bytes: int
+    spent: Callable[[float], None]
+
+    def scan(self, runs: Runs, budget: FindingBudget | None) -> list[Findings]:
+        if sum(len(piece) for pieces in runs for piece in pieces) < self.min_bytes:
+            return scan_here(self.snapshot)(runs, budget)
+        found, cpu_seconds = self.scanner.scan_in_child(self.snapshot, runs, budget)
+        self.spent(cpu_seconds)
+        return found
+
+    def finishes(
+        self,
+        texts: Sequence[str],
+        rules: Findings,
+        new_chars: int,
+        learned: KnownValues | Collection[str],
+    ) -> bool:
+        """Whether the rest of the work goes to the child: when the rules had much new text
+        to read, or when what is left would hold this process's GIL long (a very large
+        text read in one call, thousands of texts, or thousands of values to spread). A
+        conversation's next turn (its history known, few new values) stays here."""
+        if new_chars >= self.min_bytes or self.too_large(texts):
+            return True
+        values = {f.value for found in rules for f in found}
+        if len(values) <= FINISH_HERE_MAX_NEW_VALUES:
+            return False
+        fresh = learned.unknown(values) if isinstance(learned, KnownValues) else values
+        # Only values that could not be ordinary words are spread (occurrences.spreadable).
+        spread = sum(1 for value in fresh if is_distinctive(value))
+        return spread > FINISH_HERE_MAX_NEW_VALUES
+
+    def too_large(self, texts: Sequence[str]) -> bool:
+        """Whether even looking the texts up in the cache would hold this process's GIL
+        long: all of their work goes to the child (finish with no rules)."""
+        if len(texts) > FINISH_HERE_MAX_TEXTS:
+            return True
+        return sum(len(text) for text in texts) > FINISH_HERE_MAX_CHARS
+
+    def finish(
+        self,
+        texts: Sequence[str],
+        runs: Sequence[int] | None,
+        budget: FindingBudget | None,
+        rules: Findings | None,
+        known: Findings | None,
+    ) -> Findings:
+        findings, cpu_seconds = self.scanner.finish_in_child(
+            self.snapshot, texts, runs, budget, rules, known
+        )
+        self.spent(cpu_seconds)
+        return findings
 
 
 def _source(snapshot: Snapshot) -> RulesSource:

@@ -17,7 +17,6 @@ from patterns.engine import (
     Finding,
     FindingBudget,
     PatternError,
-    RunScan,
     Snapshot,
     build_snapshot,
     replace_findings,
@@ -25,7 +24,7 @@ from patterns.engine import (
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.occurrences import KnownValues, learnable
 from patterns.scan_cache import scoped
-from patterns.scanner import find_in_texts
+from patterns.scanner import Elsewhere, by_rules, find_in_texts
 from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
 
 logger = logging.getLogger(__name__)
@@ -170,19 +169,43 @@ def find_values(
     budget: FindingBudget | None = None,
     known: KnownValues | None = None,
     scope: str | None = None,
-    scan: RunScan | None = None,
+    elsewhere: Elsewhere | None = None,
 ) -> FoundValues:
-    """Every value in each text (CPU here, and blocking on `scan`: the caller decides on
-    which thread).
+    """Every value in each text (CPU here, and blocking on `elsewhere`: the caller decides
+    on which thread).
 
-    runs, budget, scope and scan: as patterns.scanner.find_in_texts takes them; known: what
-    the namespace learned from its earlier requests.
+    runs, budget and scope: as patterns.scanner.find_in_texts takes them; known: what the
+    namespace learned from its earlier requests. elsewhere: for a large request, what its
+    scanning process does (patterns.scanner.Elsewhere): when the rules had much new text to
+    read, it also does the passes whose work grows with the findings; a conversation's next
+    turns, whose history the cache knows, are finished here.
     """
     cache = scoped(snapshot, scope)
     found_known = known.find(texts, budget, cache) if known else None
-    findings = find_in_texts(
-        snapshot, texts, runs, budget, found_known, learned=known or (), cache=cache, scan=scan
-    )
+    learned = known or ()
+    if elsewhere is None:
+        findings = find_in_texts(
+            snapshot, texts, runs, budget, found_known, learned=learned, cache=cache
+        )
+        return FoundValues(texts=tuple(texts), findings=findings)
+    if elsewhere.too_large(texts):
+        findings = elsewhere.finish(texts, runs, budget, None, found_known)
+        return FoundValues(texts=tuple(texts), findings=findings)
+    rules, new_chars = by_rules(texts, runs, budget, cache, elsewhere.scan)
+    if elsewhere.finishes(texts, rules, new_chars, learned):
+        findings = elsewhere.finish(texts, runs, budget, rules, found_known)
+    else:
+        findings = find_in_texts(
+            snapshot,
+            texts,
+            runs,
+            budget,
+            found_known,
+            learned=learned,
+            cache=cache,
+            scan=elsewhere.scan,
+            rules=rules,
+        )
     return FoundValues(texts=tuple(texts), findings=findings)
 
 

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from patterns.engine import FindingBudget, RunScan, Snapshot, TooManyFindings
+from patterns.engine import FindingBudget, Snapshot, TooManyFindings
 from patterns.memory import learning, process_memory
 from patterns.occurrences import KnownValues
 from patterns.placements import PlacementCache, collides, trust_seconds
-from patterns.scanner import Scanner, ScannerUnavailable, holds_values
+from patterns.scanner import Elsewhere, Scanner, ScannerUnavailable, holds_values
 from patterns.services import (
     FoundValues,
     MaskedTexts,
@@ -330,7 +330,7 @@ async def _found_values(
                     budget,
                     known,
                     namespace,
-                    _far_scan(call, snapshot),
+                    _scanning_elsewhere(call, snapshot),
                 )
             )
     except TooManyFindings:
@@ -346,21 +346,25 @@ async def _hold_values(
     namespace = call.principal.namespace
     if not call.work.heavy:
         return holds_values(snapshot, texts, placeholders, namespace)
+    elsewhere = _scanning_elsewhere(call, snapshot)
+    # Too large to look up text by text here: every text goes to the scanning process.
+    scope = None if elsewhere.too_large(texts) else namespace
     return await _elsewhere(
         run_cpu(
             call.work,
-            functools.partial(holds_values, scan=_far_scan(call, snapshot)),
+            functools.partial(holds_values, scan=elsewhere.scan),
             snapshot,
             texts,
             placeholders,
-            namespace,
+            scope,
         )
     )
 
 
-def _far_scan(call: ProxyCall, snapshot: Snapshot) -> RunScan:
-    """Scans for a large request: batches of OFF_LOOP_BYTES or more in the scanning process
-    (their CPU time charged to the request), smaller ones on the request's thread."""
+def _scanning_elsewhere(call: ProxyCall, snapshot: Snapshot) -> Elsewhere:
+    """A large request's scanning process: batches of OFF_LOOP_BYTES or more, and the rest
+    of the work when the rules read that much new text (its CPU time charged to the
+    request)."""
 
     def spent(cpu_seconds: float) -> None:
         call.work.cpu_seconds += cpu_seconds

@@ -8,11 +8,16 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from patterns.engine import FindingBudget, TooManyFindings, build_snapshot
+from patterns.engine import Finding, FindingBudget, TooManyFindings, build_snapshot
 from patterns.library import DEFAULT_PATTERNS
+from patterns.occurrences import KnownValues
 from patterns.scanner import (
+    FINISH_HERE_MAX_CHARS,
+    FINISH_HERE_MAX_NEW_VALUES,
+    FINISH_HERE_MAX_TEXTS,
     Scanner,
     ScannerUnavailable,
+    by_rules,
     find_in_texts,
     holds_values,
     scan_here,
@@ -41,12 +46,34 @@ def test_the_child_finds_what_this_process_finds(scanner: Scanner) -> None:
 def test_a_scan_through_the_child_masks_as_one_here(scanner: Scanner) -> None:
     spent: list[float] = []
     far = scanner.scans(SNAPSHOT, 0, spent.append)
-    assert find_in_texts(SNAPSHOT, TEXTS, RUNS, scan=far) == find_in_texts(SNAPSHOT, TEXTS, RUNS)
+    here = find_in_texts(SNAPSHOT, TEXTS, RUNS)
+    assert find_in_texts(SNAPSHOT, TEXTS, RUNS, scan=far.scan) == here
     assert spent, "every batch went to the child"
     spent.clear()
     near = scanner.scans(SNAPSHOT, 10**9, spent.append)
-    assert find_in_texts(SNAPSHOT, TEXTS, RUNS, scan=near) == find_in_texts(SNAPSHOT, TEXTS, RUNS)
+    assert find_in_texts(SNAPSHOT, TEXTS, RUNS, scan=near.scan) == here
     assert not spent, "batches smaller than the threshold stay here"
+
+
+def test_the_child_finishes_a_request_as_this_process_would(scanner: Scanner) -> None:
+    learned = KnownValues().with_added(
+        [Finding(0, 12, "123456789012", "aws_account_id", "AWS_ACCOUNT", 50)]
+    )
+    texts = [*TEXTS, "bare 123456789012 and i-0123456789abcdef0 again"]
+    runs = [*RUNS, 2]
+    known = learned.find(texts)
+    spent: list[float] = []
+    far = scanner.scans(SNAPSHOT, 0, spent.append)
+    rules, new_chars = by_rules(texts, runs, None, None, far.scan)
+    assert new_chars == sum(len(text) for text in texts)
+    budget = FindingBudget(1_000)
+    finished = far.finish(texts, runs, budget, rules, known)
+    assert finished == find_in_texts(SNAPSHOT, texts, runs, known=known, learned=learned)
+    assert budget.remaining < 1_000, "what the child spread is paid for here"
+    assert far.finish(texts, runs, None, None, known) == finished  # the child reads the rules
+    assert len(spent) == 3
+    with pytest.raises(TooManyFindings):
+        far.finish(texts, runs, FindingBudget(1), rules, known)
 
 
 def test_the_child_keeps_to_the_budget(scanner: Scanner) -> None:
@@ -62,8 +89,8 @@ def test_the_child_keeps_to_the_budget(scanner: Scanner) -> None:
 
 def test_the_child_tells_whether_texts_still_hold_values(scanner: Scanner) -> None:
     far = scanner.scans(SNAPSHOT, 0, lambda _: None)
-    assert holds_values(SNAPSHOT, ["AWS_EC2_001 is fine"], scan=far) is False
-    assert holds_values(SNAPSHOT, ["i-0123456789abcdef0"], scan=far) is True
+    assert holds_values(SNAPSHOT, ["AWS_EC2_001 is fine"], scan=far.scan) is False
+    assert holds_values(SNAPSHOT, ["i-0123456789abcdef0"], scan=far.scan) is True
     assert holds_values(SNAPSHOT, ["i-0123456789abcdef0"])
 
 
@@ -87,3 +114,16 @@ def test_a_child_that_dies_fails_the_scan_closed_and_a_new_one_takes_over() -> N
         assert found == scan_here(SNAPSHOT)([(TEXTS[0],)], None)
     finally:
         scanner.close()
+
+
+def test_what_a_large_request_leaves_to_the_child(scanner: Scanner) -> None:
+    far = scanner.scans(SNAPSHOT, 1_000, lambda _: None)
+    ids = [f"i-{n:017x}" for n in range(FINISH_HERE_MAX_NEW_VALUES + 1)]
+    many = [(Finding(0, 19, value, "aws_ec2_instance_id", "AWS_EC2", 50),) for value in ids]
+    learned = KnownValues().with_added(found[0] for found in many)
+    assert not far.finishes(["a turn"], ((),), 10, ())  # a known history, a short new turn
+    assert far.finishes(["a turn"], ((),), 1_000, ())  # much new text to read
+    assert far.finishes(["x"] * (FINISH_HERE_MAX_TEXTS + 1), (), 0, ())
+    assert far.finishes(["x" * (FINISH_HERE_MAX_CHARS + 1)], ((),), 0, ())
+    assert far.finishes(ids, tuple(many), 0, ())  # thousands of values to spread
+    assert not far.finishes(ids, tuple(many), 0, learned)  # ... unless the namespace knows them
