@@ -39,8 +39,8 @@ ENTRY_BYTES = 200
 FINDING_BYTES = 250
 
 Findings = tuple[Finding, ...]
-# What an entry is found by: a kind, a scope and digests, or one digest of them all.
-Key = tuple[str | bytes, ...] | bytes
+# What an entry is found by: its kind, its scope and the digests of its parts.
+Key = tuple[str | bytes, ...]
 
 
 def text_digest(text: str) -> bytes:
@@ -125,10 +125,6 @@ def configure(max_bytes: int) -> None:
     global _current, _max_bytes
     with _lock:
         _max_bytes, _current = max_bytes, None
-
-
-def configured_bytes() -> int:
-    return _max_bytes
 
 
 def scan_cache(snapshot: Snapshot) -> ScanCache:

@@ -24,7 +24,7 @@ from patterns.engine import (
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.occurrences import KnownValues, learnable
 from patterns.scan_cache import scoped
-from patterns.scanner import Elsewhere, by_rules, find_in_texts
+from patterns.scanner import Elsewhere, by_rules, find_in_texts, scan_here
 from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
 
 logger = logging.getLogger(__name__)
@@ -183,16 +183,12 @@ def find_values(
     cache = scoped(snapshot, scope)
     found_known = known.find(texts, budget, cache) if known else None
     learned = known or ()
-    if elsewhere is None:
-        findings = find_in_texts(
-            snapshot, texts, runs, budget, found_known, learned=learned, cache=cache
-        )
-        return FoundValues(texts=tuple(texts), findings=findings)
-    if elsewhere.too_large(texts):
+    if elsewhere is not None and elsewhere.too_large(texts):
         findings = elsewhere.finish(texts, runs, budget, None, found_known)
         return FoundValues(texts=tuple(texts), findings=findings)
-    rules, new_chars = by_rules(texts, runs, budget, cache, elsewhere.scan)
-    if elsewhere.finishes(texts, rules, new_chars, learned):
+    scan = elsewhere.scan if elsewhere is not None else scan_here(snapshot)
+    rules, new_chars = by_rules(texts, runs, budget, cache, scan)
+    if elsewhere is not None and elsewhere.finishes(texts, rules, new_chars, learned):
         findings = elsewhere.finish(texts, runs, budget, rules, found_known)
     else:
         findings = find_in_texts(
@@ -203,7 +199,7 @@ def find_values(
             found_known,
             learned=learned,
             cache=cache,
-            scan=elsewhere.scan,
+            scan=scan,
             rules=rules,
         )
     return FoundValues(texts=tuple(texts), findings=findings)

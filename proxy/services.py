@@ -320,7 +320,7 @@ async def _found_values(
         else:
             # On a thread; what the scan cache does not know is scanned in the scanning
             # process when there is much of it (a history's first request).
-            found = await _elsewhere(
+            found = await _failing_closed(
                 run_cpu(
                     call.work,
                     find_values,
@@ -349,7 +349,7 @@ async def _hold_values(
     elsewhere = _scanning_elsewhere(call, snapshot)
     # Too large to look up text by text here: every text goes to the scanning process.
     scope = None if elsewhere.too_large(texts) else namespace
-    return await _elsewhere(
+    return await _failing_closed(
         run_cpu(
             call.work,
             functools.partial(holds_values, scan=elsewhere.scan),
@@ -372,7 +372,7 @@ def _scanning_elsewhere(call: ProxyCall, snapshot: Snapshot) -> Elsewhere:
     return scanner.scans(snapshot, fair_use.OFF_LOOP_BYTES, spent)
 
 
-async def _elsewhere(job: Awaitable[T]) -> T:
+async def _failing_closed(job: Awaitable[T]) -> T:
     try:
         return await job
     except ScannerUnavailable:
