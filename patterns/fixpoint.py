@@ -30,11 +30,12 @@ def found_in_masked(
     scan: RunScan,
     budget: FindingBudget | None = None,
     cache: ScopedCache | None = None,
+    grew: list[bool] | None = None,
 ) -> tuple[Findings, bool]:
     """findings plus what one more scan of each masked text finds outside the placeholders,
     and whether it found anything. scan: how the masked texts are scanned (all in one
     batch); cache: what such scans revealed before (the same text masked at the same
-    places)."""
+    places); grew: gets, per text, whether it found anything there."""
     revealed: list[tuple[Finding, ...]] = [()] * len(texts)
     missing: list[tuple[int, _StandIns]] = []
     for index, (text, found) in enumerate(zip(texts, findings, strict=True)):
@@ -58,6 +59,8 @@ def found_in_masked(
         merged(found, extra) if extra else found
         for found, extra in zip(findings, revealed, strict=True)
     )
+    if grew is not None:
+        grew.extend(bool(extra) for extra in revealed)
     return result, any(revealed)
 
 

@@ -101,18 +101,18 @@ class _Level:
 
     def occurrences(
         self, text: str, budget: FindingBudget | None, cache: ScopedCache | None = None
-    ) -> list[Finding]:
+    ) -> tuple[Finding, ...]:
         if cache is None or self.growing:
             # A growing level lasts until the namespace learns again (often the next turn):
             # only its matches are kept, for its child.
-            return _chosen(self.matches(text, cache), self.origins, budget)
+            return tuple(_chosen(self.matches(text, cache), self.origins, budget))
         found: tuple[Finding, ...] | None = cache.get("known", (self.token, text))
         if found is None:
             found = tuple(_chosen(self.matches(text, cache), self.origins, budget))
             cache.put("known", (self.token, text), found, len(found))
         elif budget is not None:
             budget.spend(len(found))
-        return list(found)
+        return found  # the cache's own tuple: a caller that finds it again can tell (is)
 
     def matches(self, text: str, cache: ScopedCache | None = None) -> list[Match]:
         """Every place where one of this level's values stands alone in text: the parent's
@@ -192,23 +192,41 @@ class KnownValues:
         recent = (len(self._recent.origins) if self._recent else 0) + added
         return main + recent if recent > max(RECENT_MIN, math.isqrt(main)) else recent
 
+    @property
+    def main_token(self) -> str | None:
+        """The main level's name (a new one whenever the main level is rebuilt)."""
+        return self._main.token if self._main else None
+
+    @property
+    def recent_values(self) -> Mapping[str, Finding]:
+        """The recent level's values, each with its origin (with_added only adds to them while
+        the main level stays the same)."""
+        return self._recent.origins if self._recent else {}
+
     def find(
         self,
         texts: Sequence[str],
         budget: FindingBudget | None = None,
         cache: ScopedCache | None = None,
+        spent: list[int] | None = None,
     ) -> Findings:
         """Per text, where these values stand alone in it (sorted, not overlapping).
 
         cache: where this process keeps what each level found in each text (the main level
-        lasts many requests, so a conversation's history is searched once)."""
+        lasts many requests, so a conversation's history is searched once). spent: gets what
+        each text cost the budget."""
         levels = self._levels()
         found: list[tuple[Finding, ...]] = []
         for text in texts:
             occurrences: tuple[Finding, ...] = ()
+            cost = 0
             for level in levels:
-                occurrences = merged(occurrences, level.occurrences(text, budget, cache))
+                at_level = level.occurrences(text, budget, cache)
+                cost += len(at_level)
+                occurrences = merged(occurrences, at_level)
             found.append(occurrences)
+            if spent is not None:
+                spent.append(cost)
         if cache is not None:
             for level in levels:
                 level.done()
@@ -238,16 +256,40 @@ def with_every_occurrence(
     known: values whose occurrences findings hold already (KnownValues.find found every one
     that stands alone): not searched for again, so a conversation's history is read only for
     the values its newest turn brought."""
+    return with_occurrences_of(spread_values(findings, known), texts, findings, budget)
+
+
+def spread_values(
+    findings: Findings, known: KnownValues | Collection[str] = ()
+) -> dict[str, Finding]:
+    """The values with_every_occurrence looks for: those found and worth masking wherever they
+    stand, but for the known ones, each with its first finding."""
     values = {f.value for found in findings for f in found}
     fresh = known.unknown(values) if isinstance(known, KnownValues) else values.difference(known)
-    spread = spreadable(f for found in findings for f in found if f.value in fresh)
+    return spreadable(f for found in findings for f in found if f.value in fresh)
+
+
+def with_occurrences_of(
+    spread: Mapping[str, Finding],
+    texts: Sequence[str],
+    findings: Findings,
+    budget: FindingBudget | None = None,
+    spent: list[int] | None = None,
+) -> Findings:
+    """findings with every occurrence of the spread values (spread_values) in each text.
+    spent: gets what each text cost the budget."""
     if not spread:
+        if spent is not None:
+            spent.extend(0 for _ in texts)
         return findings
     automaton = _automaton(spread)
-    return tuple(
-        merged(found, _chosen(_matches(text, automaton, spread), spread, budget))
-        for text, found in zip(texts, findings, strict=True)
-    )
+    result = []
+    for text, found in zip(texts, findings, strict=True):
+        chosen = _chosen(_matches(text, automaton, spread), spread, budget)
+        if spent is not None:
+            spent.append(len(chosen))
+        result.append(merged(found, chosen))
+    return tuple(result)
 
 
 def _matches(text: str, automaton: ahocorasick.Automaton, values: Collection[str]) -> list[Match]:
@@ -286,6 +328,12 @@ def merged(found: tuple[Finding, ...], extra: Sequence[Finding]) -> tuple[Findin
     """found plus the extra findings that overlap none of it (both sorted, non-overlapping)."""
     if not extra:
         return found
+    if not found:
+        return tuple(extra)
+    if len(extra) == len(found) and all(
+        a.start == b.start and a.end == b.end for a, b in zip(found, extra, strict=True)
+    ):
+        return found  # the same places (what the rules and the namespace found, most often)
     ends = [f.end for f in found]
     added = []
     for finding in extra:
@@ -303,8 +351,8 @@ def unglued(found: tuple[Finding, ...]) -> tuple[Finding, ...]:
     to back) joined into one: their placeholders would be glued ("KEY_001PRIVATE_KEY_002"),
     and a placeholder glued to a word is not restored. The joined value gets the first one's
     rule and a placeholder of its own."""
-    if len(found) < 2 or all(a.end < b.start for a, b in itertools.pairwise(found)):
-        return found
+    if len(found) < 2 or {f.end for f in found}.isdisjoint([f.start for f in found]):
+        return found  # sorted and not overlapping: touching is one's end at another's start
     joined = [found[0]]
     for finding in found[1:]:
         last = joined[-1]

@@ -17,8 +17,10 @@ placement Redis confirmed within the trust window keeps that placeholder without
   placeholder to two values.
 - Each process has its own: a miss only costs the Redis call it would have made anyway.
 
-Bounded: at most `max_values` values over all namespaces, least recently used first out. It
-holds values in memory, as the process does while it serves the request.
+Bounded: at most `max_values` values over all namespaces, the longest confirmed first out (an
+entry is of use only within its window, and a value still in use is confirmed again once its
+window has passed). It holds values in memory, as the process does while it serves the
+request.
 """
 
 from __future__ import annotations
@@ -54,11 +56,15 @@ class PlacementCache:
         self.max_values = max_values
         self.trust_seconds = trust_seconds
         self._clock = clock
-        self._entries: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        # namespace -> value -> (placeholder, when Redis confirmed it), and every entry in
+        # the order it was confirmed (for the bound). A hit does not reorder anything: a
+        # long conversation's thousands of values are looked up every turn.
+        self._namespaces: dict[str, dict[str, tuple[str, float]]] = {}
+        self._confirmed: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._confirmed)
 
     @property
     def enabled(self) -> bool:
@@ -70,11 +76,10 @@ class PlacementCache:
         missing: list[A] = []
         oldest = self._clock() - self.trust_seconds
         with self._lock:
+            entries = self._namespaces.get(namespace, {})
             for item in allocations:
-                key = (namespace, item.value)
-                entry = self._entries.get(key)
+                entry = entries.get(item.value)
                 if entry is not None and entry[1] >= oldest:
-                    self._entries.move_to_end(key)
                     trusted[item.value] = entry[0]
                 else:
                     missing.append(item)
@@ -82,27 +87,36 @@ class PlacementCache:
 
     def remember(self, namespace: str, placed: Mapping[str, str]) -> None:
         """What Redis just gave: trusted from now on, for the window."""
-        if not self.enabled:
+        if not self.enabled or not placed:
             return
         now = self._clock()
         with self._lock:
+            entries = self._namespaces.setdefault(namespace, {})
             for value, placeholder in placed.items():
+                entries[value] = (placeholder, now)
                 key = (namespace, value)
-                self._entries[key] = (placeholder, now)
-                self._entries.move_to_end(key)
-            while len(self._entries) > self.max_values:
-                self._entries.popitem(last=False)
+                self._confirmed[key] = None
+                self._confirmed.move_to_end(key)
+            while len(self._confirmed) > self.max_values:
+                (old_namespace, old_value), _ = self._confirmed.popitem(last=False)
+                self._drop(old_namespace, old_value)
 
     def forget(self, namespace: str) -> None:
         with self._lock:
-            for key in [key for key in self._entries if key[0] == namespace]:
-                del self._entries[key]
+            for value in self._namespaces.pop(namespace, {}):
+                del self._confirmed[(namespace, value)]
+
+    def _drop(self, namespace: str, value: str) -> None:
+        entries = self._namespaces[namespace]
+        del entries[value]
+        if not entries:
+            del self._namespaces[namespace]
 
 
 def collides(trusted: Mapping[str, str], placed: Mapping[str, str]) -> bool:
     """Whether Redis gave a new value a placeholder the cache gives another value (a mapping
     was deleted from Redis while the cache trusted it)."""
-    return not set(trusted.values()).isdisjoint(placed.values())
+    return bool(placed) and not set(placed.values()).isdisjoint(trusted.values())
 
 
 def trust_seconds(ttl_seconds: int) -> float:

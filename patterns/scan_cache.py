@@ -9,18 +9,23 @@ but the rules and their input are kept here, keyed by digests of that input:
   it was masked with: the next request's equal findings reveal the same;
 - where a namespace's learned values stand in a text, per automaton level (a level never
   changes: a new value makes a new level, which takes its parent's matches from here);
-- that a masked text holds no value (the final check; only that verdict is kept).
+- that a masked text holds no value (the final check; only that verdict is kept);
+- what was found in a run of texts with what it depended on (patterns.settled), so that a
+  conversation's next turn settles its history in one look-up per message;
+- a text's masked form that passed the final check, with the findings and placeholders it
+  was masked with (patterns.services.masked_texts): what the provider was sent, never a value.
 
 Everything else is computed again every time: every other occurrence of the values the
-request brought, the placeholders (from Redis), the replacement. A hit gives the result a
-fresh scan would give, so a cache is an optimisation, never a source of truth: a cache in one
-process knows nothing of another's, and a miss only costs time.
+request brought, the placeholders (from Redis). A hit gives the result a fresh scan would
+give, so a cache is an optimisation, never a source of truth: a cache in one process knows
+nothing of another's, and a miss only costs time.
 
 Keys hold a scope (the namespace), so that how fast a text is served never tells one tenant
 what another sent. One cache per rules snapshot: new rules start an empty one. Its size is
 bounded by an estimate of the memory its entries hold (SCAN_CACHE_BYTES), least recently used
-entries first out. It holds digests and findings, never the texts; findings hold the values
-they found, as the process's memory does while it serves a request.
+entries first out. It holds digests and findings, and masked texts, never a request's own
+texts; findings hold the values they found, as the process's memory does while it serves a
+request.
 """
 
 from __future__ import annotations
@@ -73,8 +78,10 @@ class ScanCache:
             self.hits += 1
             return entry[0]
 
-    def put(self, key: Key, value: Any, findings: int = 0) -> None:
-        cost = ENTRY_BYTES + FINDING_BYTES * findings
+    def put(self, key: Key, value: Any, findings: int = 0, size: int = 0) -> None:
+        """Keep value under key; its cost is estimated from the findings it holds, and size:
+        the bytes of anything else it holds (a masked text)."""
+        cost = ENTRY_BYTES + FINDING_BYTES * findings + size
         if cost > self.max_bytes:
             return
         with self._lock:
@@ -100,19 +107,22 @@ class ScopedCache:
     def key(self, kind: str, parts: Sequence[str]) -> Key:
         """The key of `parts` scanned as `kind`: a tuple of the scope and the parts' digests
         (each text digested once per request), never the texts themselves."""
-        digests = []
-        for part in parts:
-            found = self._digests.get(part)
-            if found is None:
-                found = self._digests[part] = text_digest(part)
-            digests.append(found)
-        return (kind, self.scope, *digests)
+        return (kind, self.scope, *map(self.digest, parts))
+
+    def digest(self, text: str) -> bytes:
+        """text_digest(text), computed once per request."""
+        found = self._digests.get(text)
+        if found is None:
+            found = self._digests[text] = text_digest(text)
+        return found
 
     def get(self, kind: str, parts: Sequence[str]) -> Any | None:
         return self.cache.get(self.key(kind, parts))
 
-    def put(self, kind: str, parts: Sequence[str], value: Any, findings: int = 0) -> None:
-        self.cache.put(self.key(kind, parts), value, findings)
+    def put(
+        self, kind: str, parts: Sequence[str], value: Any, findings: int = 0, size: int = 0
+    ) -> None:
+        self.cache.put(self.key(kind, parts), value, findings, size)
 
 
 _lock = threading.Lock()

@@ -38,6 +38,7 @@ from patterns.engine import (
 from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
 from patterns.occurrences import KnownValues, merged, unglued, with_every_occurrence
 from patterns.scan_cache import ScopedCache, scoped
+from patterns.settled import groups as run_groups
 
 Findings = tuple[tuple[Finding, ...], ...]
 T = TypeVar("T")
@@ -116,7 +117,7 @@ def by_rules(
     """What the rules find in each text, scanning each run of them once: from the cache when
     this process scanned the same run before (a hit spends the budget its findings cost),
     the others in one batch; and how many characters that batch held (what was new)."""
-    groups = _groups(len(texts), runs)
+    groups = run_groups(len(texts), runs)
     found: list[Findings] = [()] * len(groups)
     missing: dict[tuple[str, ...], list[int]] = {}
     for number, members in enumerate(groups):
@@ -145,18 +146,9 @@ def by_rules(
     return tuple(findings), sum(len(piece) for pieces in batch for piece in pieces)
 
 
-def _groups(count: int, runs: Sequence[int] | None) -> list[list[int]]:
-    if runs is None:
-        return [[index] for index in range(count)]
-    members: dict[int, list[int]] = {}
-    for index, run in enumerate(runs):
-        members.setdefault(run, []).append(index)
-    return list(members.values())
-
-
 def _spend(budget: FindingBudget | None, found: Findings) -> None:
     if budget is not None:
-        budget.spend(sum(len(f) for f in found))
+        budget.spend(sum(map(len, found)))
 
 
 def holds_values(
@@ -399,6 +391,8 @@ class Elsewhere:
         conversation's next turn (its history known, few new values) stays here."""
         if new_chars >= self.min_bytes or self.too_large(texts):
             return True
+        if sum(map(len, rules)) <= FINISH_HERE_MAX_NEW_VALUES:
+            return False  # fewer findings than that: fewer values too
         values = {f.value for found in rules for f in found}
         if len(values) <= FINISH_HERE_MAX_NEW_VALUES:
             return False

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
@@ -17,17 +18,21 @@ from patterns.engine import (
     Finding,
     FindingBudget,
     PatternError,
+    RunScan,
     Snapshot,
     build_snapshot,
     replace_findings,
 )
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.occurrences import KnownValues, learnable
-from patterns.scan_cache import scoped
+from patterns.scan_cache import ScopedCache, scoped
 from patterns.scanner import Elsewhere, by_rules, find_in_texts, scan_here
+from patterns.settled import find_settled
 from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
 
 logger = logging.getLogger(__name__)
+# The scan cache's kind for masked texts that passed the final check.
+MASKED = "masked"
 
 
 class RulesUnavailable(Exception):
@@ -127,6 +132,9 @@ class MaskedTexts:
     counts: Mapping[str, int]  # pattern name -> occurrences masked
     # Texts that held no value, hence went out unchanged: scanning them again finds nothing.
     clean: frozenset[str] = frozenset()
+    # The indexes of the texts masked as in an earlier request whose final check found
+    # nothing in them (remember_checked): the same masked text, under the same rules.
+    checked: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,8 @@ class FoundValues:
 
     texts: tuple[str, ...]
     findings: tuple[tuple[Finding, ...], ...]
+    # The namespace's scan cache they were found with (masked_texts keeps their masked forms).
+    cache: ScopedCache | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def firsts(self) -> dict[str, Finding]:
@@ -181,12 +191,34 @@ def find_values(
     turns, whose history the cache knows, are finished here.
     """
     cache = scoped(snapshot, scope)
-    found_known = known.find(texts, budget, cache) if known else None
+    found = FoundValues(
+        texts=tuple(texts),
+        findings=_findings(snapshot, texts, runs, budget, known, cache, elsewhere),
+        cache=cache,
+    )
+    _ = found.firsts  # on this thread too, not on the caller's event loop
+    return found
+
+
+def _findings(
+    snapshot: Snapshot,
+    texts: Sequence[str],
+    runs: Sequence[int] | None,
+    budget: FindingBudget | None,
+    known: KnownValues | None,
+    cache: ScopedCache | None,
+    elsewhere: Elsewhere | None,
+) -> tuple[tuple[Finding, ...], ...]:
     learned = known or ()
     if elsewhere is not None and elsewhere.too_large(texts):
-        findings = elsewhere.finish(texts, runs, budget, None, found_known)
-        return FoundValues(texts=tuple(texts), findings=findings)
+        found_known = known.find(texts, budget, cache) if known else None
+        return elsewhere.finish(texts, runs, budget, None, found_known)
     scan = elsewhere.scan if elsewhere is not None else scan_here(snapshot)
+    if cache is not None:
+        settled = _find_settled(texts, runs, budget, known, cache, scan, elsewhere)
+        if settled is not None:
+            return settled
+    found_known = known.find(texts, budget, cache) if known else None
     rules, new_chars = by_rules(texts, runs, budget, cache, scan)
     if elsewhere is not None and elsewhere.finishes(texts, rules, new_chars, learned):
         findings = elsewhere.finish(texts, runs, budget, rules, found_known)
@@ -202,21 +234,91 @@ def find_values(
             scan=scan,
             rules=rules,
         )
-    return FoundValues(texts=tuple(texts), findings=findings)
+    return findings
+
+
+def _find_settled(
+    texts: Sequence[str],
+    runs: Sequence[int] | None,
+    budget: FindingBudget | None,
+    known: KnownValues | None,
+    cache: ScopedCache,
+    scan: RunScan,
+    elsewhere: Elsewhere | None,
+) -> tuple[tuple[Finding, ...], ...] | None:
+    """find_values from what the cache settled of the texts' runs (patterns.settled); None
+    when what is left is for the scanning process (then it does all of the work)."""
+
+    def rules_of(
+        subset: Sequence[str], sub_runs: Sequence[int] | None, spending: FindingBudget | None
+    ) -> tuple[tuple[tuple[Finding, ...], ...], int]:
+        return by_rules(subset, sub_runs, spending, cache, scan)
+
+    finishes = None
+    if elsewhere is not None:
+        learned = known or ()
+
+        def finishes(
+            subset: Sequence[str], rules: tuple[tuple[Finding, ...], ...], new_chars: int
+        ) -> bool:
+            return elsewhere.finishes(subset, rules, new_chars, learned)
+
+    return find_settled(texts, runs, budget, known, cache, scan, rules_of, finishes)
 
 
 def masked_texts(found: FoundValues, placeholders: Mapping[str, str]) -> MaskedTexts:
-    """The texts with each value replaced by its placeholder (CPU only)."""
-    pairs = list(zip(found.texts, found.findings, strict=True))
+    """The texts with each value replaced by its placeholder (CPU only): a text masked as in
+    an earlier request that passed the final check is taken from the scan cache (the same
+    text, findings and placeholders give the same masked text)."""
+    texts: list[str] = []
+    checked: set[int] = set()
+    for index, (text, findings) in enumerate(zip(found.texts, found.findings, strict=True)):
+        if not findings:
+            texts.append(text)
+            continue
+        kept = found.cache.get(MASKED, (text,)) if found.cache is not None else None
+        if kept is not None and kept[0] == findings and kept[1] == _placed(findings, placeholders):
+            texts.append(kept[2])
+            checked.add(index)
+            if kept[0] is not findings and found.cache is not None:
+                # Equal findings made anew (by the scanning process, say): keep these, which
+                # the next turn compares by identity.
+                found.cache.put(
+                    MASKED, (text,), (findings, *kept[1:]), len(findings), sys.getsizeof(kept[2])
+                )
+        else:
+            texts.append(replace_findings(text, findings, placeholders))
     return MaskedTexts(
-        texts=tuple(replace_findings(t, f, placeholders) if f else t for t, f in pairs),
+        texts=tuple(texts),
         restore={placeholder: value for value, placeholder in placeholders.items()},
         # A value split between pieces is one occurrence, counted where it starts.
         counts=Counter(
             f.pattern for findings in found.findings for f in findings if not f.continuation
         ),
-        clean=frozenset(t for t, f in pairs if not f),
+        clean=frozenset(t for t, f in zip(found.texts, found.findings, strict=True) if not f),
+        checked=frozenset(checked),
     )
+
+
+def remember_checked(
+    found: FoundValues, masked: MaskedTexts, placeholders: Mapping[str, str]
+) -> None:
+    """The final check found no value in the masked texts: keep each new one (in the scan
+    cache, under its text's digest) for the next turn to send again unchecked. The masked
+    text is what the provider was sent, never a value."""
+    if found.cache is None:
+        return
+    for index, (text, findings, out) in enumerate(
+        zip(found.texts, found.findings, masked.texts, strict=True)
+    ):
+        if findings and index not in masked.checked:
+            kept = (findings, _placed(findings, placeholders), out)
+            found.cache.put(MASKED, (text,), kept, len(findings), sys.getsizeof(out))
+
+
+def _placed(findings: tuple[Finding, ...], placeholders: Mapping[str, str]) -> tuple[str, ...]:
+    # A value with no placeholder raises KeyError rather than pass unmasked.
+    return tuple(placeholders[f.value] for f in findings)
 
 
 def mask_texts(*, namespace: str, texts: Sequence[str]) -> MaskedTexts:

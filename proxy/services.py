@@ -27,6 +27,7 @@ from patterns.services import (
     find_values,
     loaded_snapshot,
     masked_texts,
+    remember_checked,
 )
 from patterns.store import (
     Allocation,
@@ -214,14 +215,16 @@ async def _masked(call: ProxyCall) -> dict[str, Any]:
         raise MaskingUnavailable() from None
     call.masked = masked = await run_cpu(call.work, masked_texts, found, placeholders)
     # Masking reaches a fixpoint: a masked text in which a value is still found would go out
-    # with it, so the request stops here instead (a rule that cannot converge, say).
+    # with it, so the request stops here instead (a rule that cannot converge, say). A text
+    # masked as in an earlier request that passed this check is not scanned again.
     changed = [
         after
-        for before, after in zip(found.texts, masked.texts, strict=True)
-        if after is not before
+        for index, (before, after) in enumerate(zip(found.texts, masked.texts, strict=True))
+        if after is not before and index not in masked.checked
     ]
     if await _hold_values(call, snapshot, changed, frozenset(placeholders.values())):
         raise InvalidRequest(UNMASKABLE)
+    remember_checked(found, masked, placeholders)
     return await run_cpu(call.work, replace_request_texts, body, iter(masked.texts))
 
 

@@ -41,14 +41,25 @@ def test_namespaces_are_apart_and_one_can_be_forgotten() -> None:
     assert cache.split("team-b", _items("i-1"))[0] == {"i-1": "AWS_EC2_007"}
 
 
-def test_the_cache_holds_at_most_its_bound_least_recently_used_out() -> None:
-    cache = PlacementCache(3, trust_seconds=60, clock=Clock())
-    cache.remember("team-a", {"i-1": "AWS_EC2_001", "i-2": "AWS_EC2_002", "i-3": "AWS_EC2_003"})
-    cache.split("team-a", _items("i-1"))  # used: kept
+def test_the_cache_holds_at_most_its_bound_the_longest_confirmed_out() -> None:
+    clock = Clock()
+    cache = PlacementCache(3, trust_seconds=60, clock=clock)
+    cache.remember("team-a", {"i-1": "AWS_EC2_001", "i-2": "AWS_EC2_002"})
+    clock.now += 1
+    cache.remember("team-b", {"i-3": "AWS_EC2_001"})
+    cache.remember("team-a", {"i-1": "AWS_EC2_001"})  # confirmed again: the newest
     cache.remember("team-a", {"i-4": "AWS_EC2_004"})
     assert len(cache) == 3
     assert cache.split("team-a", _items("i-2"))[0] == {}
-    assert cache.split("team-a", _items("i-1"))[0] == {"i-1": "AWS_EC2_001"}
+    assert cache.split("team-a", _items("i-1", "i-4"))[0] == {
+        "i-1": "AWS_EC2_001",
+        "i-4": "AWS_EC2_004",
+    }
+    cache.remember("team-a", {"i-5": "AWS_EC2_005", "i-6": "AWS_EC2_006"})
+    assert cache.split("team-b", _items("i-3"))[0] == {}  # its namespace emptied, and gone
+    assert len(cache) == 3
+    cache.forget("team-a")
+    assert len(cache) == 0
 
 
 def test_a_cache_of_size_zero_is_off() -> None:

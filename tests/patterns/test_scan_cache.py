@@ -15,11 +15,19 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patterns.engine import Finding, LocalAllocator, PatternSpec, build_snapshot, replace_findings
+from patterns.engine import (
+    Finding,
+    FindingBudget,
+    LocalAllocator,
+    PatternSpec,
+    build_snapshot,
+    replace_findings,
+)
 from patterns.library import DEFAULT_PATTERNS
 from patterns.occurrences import KnownValues
 from patterns.scan_cache import ScanCache, ScopedCache, scan_cache, scoped
 from patterns.scanner import find_in_texts, holds_values
+from patterns.services import find_values, masked_texts, remember_checked
 
 LIBRARY = build_snapshot(entry.to_spec() for entry in DEFAULT_PATTERNS)
 # The same rules and one more: a rules change (a new snapshot, hence a new cache).
@@ -109,14 +117,26 @@ def test_cached_and_fresh_scans_agree_on_any_conversation(plays: list[Event]) ->
         cached = find_in_texts(snapshot, texts, runs, known=found_known, learned=known, cache=cache)
         fresh = find_in_texts(snapshot, texts, runs, known=found_known, learned=known)
         assert cached == fresh
+        # As the proxy finds them: each run's history settled from its entry where it holds
+        # (patterns.settled), at the budget the cache's hits spend (what their findings cost).
+        hits, spent = FindingBudget(10**9), FindingBudget(10**9)
+        by_hits = known.find(texts, hits, cache)
+        find_in_texts(snapshot, texts, runs, hits, known=by_hits, learned=known, cache=cache)
+        found = find_values(snapshot, texts, runs, spent, known, namespace)
+        assert found.findings == fresh
+        assert spent.remaining == hits.remaining
         last = fresh
         allocator = LocalAllocator()
         placeholders = allocator(_learned(fresh))
         masked = [replace_findings(t, f, placeholders) for t, f in zip(texts, fresh, strict=True)]
         issued = set(placeholders.values())
-        assert holds_values(snapshot, masked, issued, namespace) == holds_values(
-            snapshot, masked, issued
-        )
+        clean = holds_values(snapshot, masked, issued)
+        assert holds_values(snapshot, masked, issued, namespace) == clean
+        # Masked texts kept from an earlier turn that passed the final check: the same text.
+        served = masked_texts(found, placeholders)
+        assert list(served.texts) == masked
+        if not clean:
+            remember_checked(found, served, placeholders)
 
 
 def test_a_turn_scans_only_what_is_new() -> None:
