@@ -147,17 +147,8 @@ def find_settled(
     still_known = _ChangedSince(lambda context: _known_since(context, main, recent))
     known_ok = request.valid(still_known.absent)
     trial = FindingBudget(budget.remaining) if budget is not None else None
-    fresh = request.indexes([n for n, ok in enumerate(known_ok) if not ok])
-    subset = [texts[index] for index in fresh]
-    rules, scanned = rules_of(subset, [runs[i] for i in fresh] if runs is not None else None, trial)
-    if finishes is not None and finishes(subset, rules, scanned):
+    if not _find_before(request, known_ok, known, trial, cache, rules_of, finishes):
         return None
-    spent: list[int] = []
-    found_known = known.find(subset, trial, cache, spent) if known else None
-    for k, index in enumerate(fresh):
-        request.before[index] = merged(rules[k], found_known[k]) if found_known else rules[k]
-        request.cost_before[index] = len(rules[k]) + (spent[k] if spent else 0)
-    _from_entries(request, known_ok, trial, after=False)
     spread = spread_values(tuple(request.before), known or ())
     spread_key = _named(spread)
     # A value searched for already (learned since, most often spread then) is not again.
@@ -168,8 +159,7 @@ def find_settled(
     request.settled = {number for number, ok in enumerate(settled) if ok}
     _from_entries(request, settled, trial, after=True)
     _first_round(request, [n for n, ok in enumerate(settled) if not ok], spread, trial, cache, scan)
-    first = request.unglued()
-    final = first
+    first = final = request.unglued()
     if any(request.grew):
         findings = _more_rounds(texts, tuple(request.after), trial, known, cache, scan)
         final = tuple(unglued(found) for found in findings)
@@ -177,6 +167,33 @@ def find_settled(
     if budget is not None and trial is not None:
         budget.spend(budget.remaining - trial.remaining)
     return final
+
+
+def _find_before(
+    request: _Request,
+    known_ok: list[bool],
+    known: KnownValues | None,
+    budget: FindingBudget | None,
+    cache: ScopedCache,
+    rules_of: RulesOf,
+    finishes: Finishes | None,
+) -> bool:
+    """What the rules and the known values find in each text: from the entries of the runs
+    in which no value known since occurs, afresh in the others; False (and nothing found)
+    when finishes says those are for elsewhere."""
+    fresh = request.indexes([number for number, ok in enumerate(known_ok) if not ok])
+    subset = [request.texts[index] for index in fresh]
+    runs = [request.runs[index] for index in fresh] if request.runs is not None else None
+    rules, scanned = rules_of(subset, runs, budget)
+    if finishes is not None and finishes(subset, rules, scanned):
+        return False
+    spent: list[int] = []
+    found_known = known.find(subset, budget, cache, spent) if known else None
+    for k, index in enumerate(fresh):
+        request.before[index] = merged(rules[k], found_known[k]) if found_known else rules[k]
+        request.cost_before[index] = len(rules[k]) + (spent[k] if spent else 0)
+    _from_entries(request, known_ok, budget, after=False)
+    return True
 
 
 class _ChangedSince:
