@@ -11,10 +11,11 @@ is VmRSS from /proc, read after a short pause, also half-way, to tell a slow war
 a steady leak.
 
 Workers: make serve's server (gunicorn forking uvicorn workers from one master that imported
-the application, config/serving.py) with 1, 2 and 4 workers, each worker warmed with
-WORKER_WARM_UP requests (large ones among them, so that each worker's scanning process has
-started and worked); the figure is the proportional set size (PSS: shared pages split among
-the processes that share them) of the whole process tree, master and scanning processes
+the application, config/serving.py) with 1, 2 and 4 workers serving the same WORKER_TRAFFIC
+requests (large ones among them, so that each worker's scanning process has started and
+worked): the same traffic, hence the same values learned, which every worker of the
+namespace holds; the figure is the proportional set size (PSS: shared pages split among the
+processes that share them) of the whole process tree, master and scanning processes
 included. Goal: 4 workers at most twice one.
 """
 
@@ -36,7 +37,7 @@ QUICK_REQUESTS = 1_000
 TEXTS = 500
 CONCURRENCY = 8
 WORKER_COUNTS = (1, 2, 4)
-WORKER_WARM_UP = 200
+WORKER_TRAFFIC = 800
 PSS_GOAL_RATIO = 2.0
 
 
@@ -130,7 +131,7 @@ def _worker_rows(
         with harness.served_proxy(workers) as proxy:
             time.sleep(2.0)  # each worker's scanning process has started
             idle[workers] = _tree_pss_kib(proxy.process.pid)
-            _load(proxy.url, api_key, warm_up, WORKER_WARM_UP * workers)
+            _load(proxy.url, api_key, warm_up, WORKER_TRAFFIC)
             loaded[workers] = _tree_pss_kib(proxy.process.pid)
     rows = [
         Row(
@@ -141,8 +142,8 @@ def _worker_rows(
             met=None,
             command=command,
             note=(
-                f"{_mb(loaded[workers]) / workers:.1f} MB a worker after "
-                f"{WORKER_WARM_UP * workers} requests; {_mb(idle[workers])} MB before the "
+                f"{_mb(loaded[workers]) / workers:.1f} MB a worker after the same "
+                f"{WORKER_TRAFFIC} requests; {_mb(idle[workers])} MB before the "
                 "first (master, workers and their scanning processes)"
             ),
         )
