@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -74,7 +75,13 @@ def out_of_the_collectors_way() -> None:
     oldest generation is collected. CPython collects it once what was added to it since
     reaches a quarter of what it held before: with LiteLLM's million start-up objects in it,
     that took hundreds of requests, whose bodies the worker's memory kept meanwhile, and each
-    collection walked them all (a quarter of a second)."""
+    collection walked them all (a quarter of a second).
+
+    Only where the server is the program (it runs on the main thread): served from another
+    program's thread (a test runner's), freezing would hide that program's objects from its
+    own garbage collector and from the tools that ask it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     gc.collect()
     gc.freeze()
 

@@ -224,7 +224,7 @@ async def _masked(call: ProxyCall) -> dict[str, Any]:
     ]
     if await _hold_values(call, snapshot, changed, frozenset(placeholders.values())):
         raise InvalidRequest(UNMASKABLE)
-    remember_checked(found, masked, placeholders)
+    await run_cpu(call.work, remember_checked, found, masked, placeholders)
     return await run_cpu(call.work, replace_request_texts, body, iter(masked.texts))
 
 

@@ -21,6 +21,8 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 
 MASTER_KEY = "sk-litellm-master-key"  # the original spec's example
 UPSTREAM_KEY = "sk-ant-upstream-test-key"
+# The live proxy's uvicorn server by its URL, for tests that count what its event loop holds.
+SERVERS: dict[str, uvicorn.Server] = {}
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +53,12 @@ def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:
             pytest.fail("the live proxy did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    SERVERS[url] = server
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        del SERVERS[url]
         server.should_exit = True
         thread.join(timeout=10)
         overrides.disable()

@@ -9,7 +9,6 @@ connection behind, however often it happens.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import os
 import time
@@ -19,11 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from django.test import override_settings
 
 from tests.fakes.anthropic_upstream import ERRORS, RETRY_AFTER_SECONDS, FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
+from tests.live import SERVERS, IssuedKey, wait_for_audit
 from tests.proxy.leaks import SENSITIVE_TEXT, SENSITIVE_VALUES, assert_nothing_found
 
 # Far below the fake's stalls (STALL_SECONDS), far above a local round trip.
@@ -262,17 +260,7 @@ class LiveProxy:
     """The proxy_url fixture's uvicorn server, for counting what its event loop holds."""
 
     def __init__(self, proxy_url: str) -> None:
-        port = int(proxy_url.rsplit(":", 1)[1])
-        # The fixture keeps its server to itself: find the one listening on its port.
-        found = [
-            obj
-            for obj in gc.get_objects()
-            if isinstance(obj, uvicorn.Server)
-            and obj.servers
-            and obj.servers[0].sockets[0].getsockname()[1] == port
-        ]
-        assert len(found) == 1, "the live proxy's server was not found"
-        self.server = found[0]
+        self.server = SERVERS[proxy_url]
         self.loop = self.server.servers[0].get_loop()
 
     def tasks(self) -> int:
