@@ -14,14 +14,34 @@ refuses what it finds there.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from patterns.engine import Finding, FindingBudget, RunScan, format_placeholder
-from patterns.occurrences import merged
+from patterns.occurrences import KnownValues, merged, with_every_occurrence
 from patterns.scan_cache import ScopedCache
 
 Findings = tuple[tuple[Finding, ...], ...]
 FIXPOINT_ROUNDS = 3
+
+
+def masked_until_settled(
+    texts: Sequence[str],
+    findings: Findings,
+    scan: RunScan,
+    budget: FindingBudget | None = None,
+    learned: KnownValues | Collection[str] = (),
+    cache: ScopedCache | None = None,
+    rounds: int = FIXPOINT_ROUNDS,
+) -> Findings:
+    """Up to `rounds` rounds of every occurrence of the values found (the budget pays for
+    them) and of what masking them reveals, until a round reveals nothing."""
+    for _ in range(rounds):
+        findings = with_every_occurrence(texts, findings, budget, learned)
+        # No budget: the masked texts hold fewer matches than the texts the budget paid for.
+        findings, grown = found_in_masked(texts, findings, scan, cache=cache)
+        if not grown:
+            break
+    return findings
 
 
 def found_in_masked(

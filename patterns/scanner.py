@@ -35,8 +35,8 @@ from patterns.engine import (
     Snapshot,
     is_distinctive,
 )
-from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
-from patterns.occurrences import KnownValues, merged, unglued, with_every_occurrence
+from patterns.fixpoint import masked_until_settled
+from patterns.occurrences import KnownValues, merged, unglued
 from patterns.scan_cache import ScopedCache, scoped
 from patterns.settled import groups as run_groups
 
@@ -98,12 +98,7 @@ def find_in_texts(
     findings = rules if rules is not None else by_rules(texts, runs, budget, cache, scan)[0]
     if known is not None:
         findings = tuple(merged(f, k) for f, k in zip(findings, known, strict=True))
-    for _ in range(FIXPOINT_ROUNDS):
-        findings = with_every_occurrence(texts, findings, budget, learned)
-        # No budget: the masked texts hold fewer matches than the texts the budget paid for.
-        findings, grown = found_in_masked(texts, findings, scan, cache=cache)
-        if not grown:
-            break
+    findings = masked_until_settled(texts, findings, scan, budget, learned, cache)
     return tuple(unglued(found) for found in findings)
 
 

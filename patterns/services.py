@@ -248,21 +248,8 @@ def _find_settled(
 ) -> tuple[tuple[Finding, ...], ...] | None:
     """find_values from what the cache settled of the texts' runs (patterns.settled); None
     when what is left is for the scanning process (then it does all of the work)."""
-
-    def rules_of(
-        subset: Sequence[str], sub_runs: Sequence[int] | None, spending: FindingBudget | None
-    ) -> tuple[tuple[tuple[Finding, ...], ...], int]:
-        return by_rules(subset, sub_runs, spending, cache, scan)
-
-    finishes = None
-    if elsewhere is not None:
-        learned = known or ()
-
-        def finishes(
-            subset: Sequence[str], rules: tuple[tuple[Finding, ...], ...], new_chars: int
-        ) -> bool:
-            return elsewhere.finishes(subset, rules, new_chars, learned)
-
+    rules_of = functools.partial(by_rules, cache=cache, scan=scan)
+    finishes = functools.partial(elsewhere.finishes, learned=known or ()) if elsewhere else None
     return find_settled(texts, runs, budget, known, cache, scan, rules_of, finishes)
 
 

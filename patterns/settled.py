@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from patterns.engine import Finding, FindingBudget, RunScan
-from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked
+from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked, masked_until_settled
 from patterns.occurrences import (
     KnownValues,
     merged,
     spread_values,
     unglued,
-    with_every_occurrence,
     with_occurrences_of,
 )
 from patterns.scan_cache import ScopedCache
@@ -161,7 +160,11 @@ def find_settled(
     _first_round(request, [n for n, ok in enumerate(settled) if not ok], spread, trial, cache, scan)
     first = final = request.unglued()
     if any(request.grew):
-        findings = _more_rounds(texts, tuple(request.after), trial, known, cache, scan)
+        # Masking revealed a value somewhere: the later rounds, over every text.
+        later = FIXPOINT_ROUNDS - 1
+        findings = masked_until_settled(
+            texts, tuple(request.after), scan, trial, known or (), cache, rounds=later
+        )
         final = tuple(unglued(found) for found in findings)
     _remember(request, Context(main, recent, spread_key), first, cache)
     if budget is not None and trial is not None:
@@ -279,23 +282,6 @@ def _first_round(
         request.after[index] = revealed[k]
         request.grew[index] = grew[k]
         request.cost_after[index] = spent[k]
-
-
-def _more_rounds(
-    texts: Sequence[str],
-    findings: Findings,
-    budget: FindingBudget | None,
-    known: KnownValues | None,
-    cache: ScopedCache,
-    scan: RunScan,
-) -> Findings:
-    """The fixpoint's later rounds, over every text (masking revealed a value somewhere)."""
-    for _ in range(FIXPOINT_ROUNDS - 1):
-        findings = with_every_occurrence(texts, findings, budget, known or ())
-        findings, grown = found_in_masked(texts, findings, scan, cache=cache)
-        if not grown:
-            break
-    return findings
 
 
 def _remember(request: _Request, context: Context, first: Findings, cache: ScopedCache) -> None:
