@@ -29,6 +29,7 @@ os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
 
 import httpx
 import litellm
+from litellm._internal_context import internal_sub_call
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False
@@ -52,15 +53,17 @@ class Client:
         fields = dict(body)
         model = fields.pop("model")
         started = time.perf_counter()
-        result: Any = await litellm.anthropic.messages.acreate(
-            model=f"anthropic/{model}",
-            api_base=self.base_url,
-            api_key="sk-ant-bench-dummy",
-            timeout=httpx.Timeout(60.0, connect=5.0),
-            extra_headers=HEADERS,
-            num_retries=0,
-            **fields,
-        )
+        # As proxy/upstream.py calls it: without LiteLLM's success logging.
+        with internal_sub_call():
+            result: Any = await litellm.anthropic.messages.acreate(
+                model=f"anthropic/{model}",
+                api_base=self.base_url,
+                api_key="sk-ant-bench-dummy",
+                timeout=httpx.Timeout(60.0, connect=5.0),
+                extra_headers=HEADERS,
+                num_retries=0,
+                **fields,
+            )
         if isinstance(result, dict):
             elapsed = time.perf_counter() - started
             return elapsed, elapsed

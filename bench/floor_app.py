@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import litellm
+from litellm._internal_context import internal_sub_call
 
 os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
 litellm.suppress_debug_info = True
@@ -44,15 +45,17 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     fields = json.loads(body)
     model = fields.pop("model")
-    result: Any = await litellm.anthropic.messages.acreate(
-        model=f"anthropic/{model}",
-        api_base=os.environ["FLOOR_UPSTREAM_URL"],
-        api_key="sk-ant-bench-dummy",
-        timeout=httpx.Timeout(60.0, connect=5.0),
-        extra_headers=HEADERS,
-        num_retries=0,
-        **fields,
-    )
+    # As proxy/upstream.py calls it: without LiteLLM's success logging.
+    with internal_sub_call():
+        result: Any = await litellm.anthropic.messages.acreate(
+            model=f"anthropic/{model}",
+            api_base=os.environ["FLOOR_UPSTREAM_URL"],
+            api_key="sk-ant-bench-dummy",
+            timeout=httpx.Timeout(60.0, connect=5.0),
+            extra_headers=HEADERS,
+            num_retries=0,
+            **fields,
+        )
     if isinstance(result, dict):
         await _answer(send, 200, json.dumps(result).encode(), b"application/json")
         return

@@ -39,6 +39,7 @@ os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
 
 import litellm
 from litellm import exceptions as litellm_errors
+from litellm._internal_context import internal_sub_call
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -305,20 +306,35 @@ async def _send(
     # callbacks, files to read, ...): only Messages API fields by name, never the body as is.
     fields = {name: body[name] for name in MESSAGE_ARGUMENTS if name in body}
     try:
-        result: Any = await litellm.anthropic.messages.acreate(
-            model=target.model,
-            timeout=httpx.Timeout(target.timeout, connect=target.connect_timeout),
-            extra_headers=dict(headers),
-            # One attempt: the OpenAI SDK inside LiteLLM would retry twice by itself (honouring
-            # retry-after), hiding the failure from the fallbacks and the client's own retries.
-            num_retries=0,
-            **_location(target),
-            **fields,
-        )
+        with _unlogged_by_litellm():
+            result: Any = await litellm.anthropic.messages.acreate(
+                model=target.model,
+                timeout=httpx.Timeout(target.timeout, connect=target.connect_timeout),
+                extra_headers=dict(headers),
+                # One attempt: the OpenAI SDK inside LiteLLM would retry twice by itself (honouring
+                # retry-after), hiding the failure from the fallbacks and the client's own retries.
+                num_retries=0,
+                **_location(target),
+                **fields,
+            )
     except Exception as exc:  # noqa: BLE001 - every LiteLLM failure becomes a ProxyError
         raise translate_error(exc) from None
     # A plain dict (non-streaming) or an async iterator of raw SSE bytes.
     return result  # type: ignore[no-any-return]
+
+
+def _unlogged_by_litellm() -> contextlib.AbstractContextManager[None]:
+    """LiteLLM's success and failure logging off for one call.
+
+    After each call LiteLLM builds a logging payload for its callbacks: it copies every
+    message, prices the call, counts tokens, and serialises the lot (a few milliseconds a
+    request, tens for a long conversation, on the loop that made the call). The proxy registers
+    no callbacks and keeps its own audit, so none of it is read. LiteLLM has no public switch
+    for this; its marker for the sub-calls a parent call logs (`internal_sub_call`, a context
+    variable, so set for this call only, never from a request) skips exactly that work. The
+    pinned version's behaviour is checked by tests/proxy/test_upstream_logging.py.
+    """
+    return internal_sub_call()
 
 
 def _require_credential(target: UpstreamTarget) -> None:
