@@ -102,7 +102,10 @@ class ScopedCache:
     def __init__(self, cache: ScanCache, scope: str) -> None:
         self.cache = cache
         self.scope = scope
-        self._digests: dict[str, bytes] = {}
+        # By the text's identity: a request's texts are its own objects, and hashing a long
+        # new string (for a dict keyed by it) costs as much as reading it again. Each entry
+        # holds its text, so an id is not reused while the entry lives.
+        self._digests: dict[int, tuple[str, bytes]] = {}
 
     def key(self, kind: str, parts: Sequence[str]) -> Key:
         """The key of `parts` scanned as `kind`: a tuple of the scope and the parts' digests
@@ -111,10 +114,10 @@ class ScopedCache:
 
     def digest(self, text: str) -> bytes:
         """text_digest(text), computed once per request."""
-        found = self._digests.get(text)
-        if found is None:
-            found = self._digests[text] = text_digest(text)
-        return found
+        found = self._digests.get(id(text))
+        if found is None or found[0] is not text:
+            found = self._digests[id(text)] = (text, text_digest(text))
+        return found[1]
 
     def get(self, kind: str, parts: Sequence[str]) -> Any | None:
         return self.cache.get(self.key(kind, parts))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from patterns.engine import Finding, FindingBudget, RunScan
 from patterns.fixpoint import FIXPOINT_ROUNDS, found_in_masked, masked_until_settled
@@ -60,9 +59,14 @@ class Context:
     spread: Named  # the values the request spread
 
 
-class SettledRun(NamedTuple):
-    """What was found in one run of texts, per text, and what it cost the budget (a named
-    tuple: one is made for every message of a conversation, every turn)."""
+@dataclass(slots=True)
+class SettledRun:
+    """What was found in one run of texts, per text, and what it cost the budget.
+
+    Only the context changes once the entry is kept: a run found to hold none of the values
+    changed since is valid under the new context too, so the entry takes it in place (one
+    entry per message of a conversation, every turn, is not made and kept again). A request
+    reading it meanwhile sees one context or the other, both true of its findings."""
 
     context: Context
     before: Findings  # what the rules and the known values found
@@ -288,7 +292,7 @@ def _remember(request: _Request, context: Context, first: Findings, cache: Scope
     for number, (members, pieces) in enumerate(zip(request.groups, request.pieces, strict=True)):
         entry = request.entries[number]
         if entry is not None and number in request.settled:
-            entry = entry._replace(context=context)
+            entry.context = context  # in the cache already (see SettledRun)
         else:
             entry = SettledRun(
                 context=context,
@@ -299,7 +303,7 @@ def _remember(request: _Request, context: Context, first: Findings, cache: Scope
                 cost_after=sum(request.cost_after[index] for index in members),
                 final=tuple(first[index] for index in members),
             )
-        cache.put(KIND, pieces, entry, sum(map(len, entry.after)))
+            cache.put(KIND, pieces, entry, sum(map(len, entry.after)))
 
 
 def _spend(budget: FindingBudget | None, count: int) -> None:
