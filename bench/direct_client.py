@@ -11,7 +11,8 @@ stdin and answers one JSON line on stdout:
   from C concurrent tasks, stopping early after S seconds; {"done", "errors", "seconds"}.
 
 Each request is the call the proxy makes (proxy/upstream.py): `litellm.anthropic.messages.
-acreate` with the same arguments.
+acreate` with the same arguments, as LiteLLM makes it by default: with its success logging,
+which the proxy turns off for its own calls (the floor, bench/floor_app.py, does too).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ os.environ.setdefault("LITELLM_MODE", "PRODUCTION")
 
 import httpx
 import litellm
-from litellm._internal_context import internal_sub_call
 
 litellm.suppress_debug_info = True
 litellm.drop_params = False
@@ -53,17 +53,15 @@ class Client:
         fields = dict(body)
         model = fields.pop("model")
         started = time.perf_counter()
-        # As proxy/upstream.py calls it: without LiteLLM's success logging.
-        with internal_sub_call():
-            result: Any = await litellm.anthropic.messages.acreate(
-                model=f"anthropic/{model}",
-                api_base=self.base_url,
-                api_key="sk-ant-bench-dummy",
-                timeout=httpx.Timeout(60.0, connect=5.0),
-                extra_headers=HEADERS,
-                num_retries=0,
-                **fields,
-            )
+        result: Any = await litellm.anthropic.messages.acreate(
+            model=f"anthropic/{model}",
+            api_base=self.base_url,
+            api_key="sk-ant-bench-dummy",
+            timeout=httpx.Timeout(60.0, connect=5.0),
+            extra_headers=HEADERS,
+            num_retries=0,
+            **fields,
+        )
         if isinstance(result, dict):
             elapsed = time.perf_counter() - started
             return elapsed, elapsed

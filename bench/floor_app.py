@@ -1,11 +1,12 @@
 """The floor: a bare uvicorn app that does only what any server in front of LiteLLM must.
 
-It reads the body, parses it, calls `litellm.anthropic.messages.acreate` exactly as
-bench/direct_client.py does, and answers with LiteLLM's result (a JSON object, or the SSE
-bytes as they come). No Django, no authentication, no masking, no audit. Served by uvicorn
-with the proxy's loop and HTTP parser (uvloop, httptools), it shows what part of the added
-latency, time to first byte and throughput loss comes from being an ASGI server with LiteLLM
-in it at all, and what part the proxy adds on top.
+It reads the body, parses it, calls `litellm.anthropic.messages.acreate` as the proxy does
+(the arguments of bench/direct_client.py, without LiteLLM's success logging), and answers
+with LiteLLM's result (a JSON object, or the SSE bytes as they come). No Django, no
+authentication, no masking, no audit. Served by uvicorn with the proxy's loop and HTTP
+parser (uvloop, httptools), it shows what part of the added latency, time to first byte and
+throughput loss comes from being an ASGI server with LiteLLM in it at all, and what part
+the proxy adds on top.
 
 Run by bench/harness.py: `uvicorn bench.floor_app:app`, with FLOOR_UPSTREAM_URL naming the
 fake upstream.
