@@ -63,10 +63,11 @@ class Context:
 class SettledRun:
     """What was found in one run of texts, per text, and what it cost the budget.
 
-    Only the context changes once the entry is kept: a run found to hold none of the values
-    changed since is valid under the new context too, so the entry takes it in place (one
-    entry per message of a conversation, every turn, is not made and kept again). A request
-    reading it meanwhile sees one context or the other, both true of its findings."""
+    Only the context (and what is known absent) changes once the entry is kept: a run found
+    to hold none of the values changed since is valid under the new context too, so the entry
+    takes it in place (one entry per message of a conversation, every turn, is not made and
+    kept again). A request reading it meanwhile sees one context or the other, both true of
+    its findings."""
 
     context: Context
     before: Findings  # what the rules and the known values found
@@ -75,6 +76,9 @@ class SettledRun:
     cost_before: int  # the budget the rules' and the known values' findings cost
     cost_after: int  # the budget the spread values' occurrences cost
     final: Findings  # after, with touching findings joined (occurrences.unglued)
+    # Values last searched for in the run's texts and not found: true of the texts whatever
+    # the context, so a value spread in one turn and known in the next is searched for once.
+    absent: frozenset[str] = frozenset()
 
 
 def groups(count: int, runs: Sequence[int] | None) -> list[list[int]]:
@@ -104,11 +108,11 @@ class _Request:
         self.settled: set[int] = set()  # the runs whose entry holds as it is
 
     def valid(
-        self, check: Callable[[Context, tuple[str, ...]], bool], among: list[bool] | None = None
+        self, check: Callable[[SettledRun, tuple[str, ...]], bool], among: list[bool] | None = None
     ) -> list[bool]:
         """Per run: whether it has an entry that passes check (and is valid among)."""
         return [
-            entry is not None and (among is None or among[number]) and check(entry.context, pieces)
+            entry is not None and (among is None or among[number]) and check(entry, pieces)
             for number, (entry, pieces) in enumerate(zip(self.entries, self.pieces, strict=True))
         ]
 
@@ -170,7 +174,8 @@ def find_settled(
             texts, tuple(request.after), scan, trial, known or (), cache, rounds=later
         )
         final = tuple(unglued(found) for found in findings)
-    _remember(request, Context(main, recent, spread_key), first, cache)
+    searched = _Searched(still_known, still_spread)
+    _remember(request, Context(main, recent, spread_key), first, cache, searched)
     if budget is not None and trial is not None:
         budget.spend(budget.remaining - trial.remaining)
     return final
@@ -217,11 +222,25 @@ class _ChangedSince:
             seen = self._seen[id(context)] = (context, self._changed(context))
         return seen[1]
 
-    def absent(self, context: Context, pieces: tuple[str, ...]) -> bool:
-        values = self.changed(context)
+    def absent(self, entry: SettledRun, pieces: tuple[str, ...]) -> bool:
+        values = self.changed(entry.context)
         if values is None or len(values) > MAX_CHANGED:
             return False
-        return not any(value in piece for piece in pieces for value in values)
+        unsearched = values - entry.absent
+        return not any(value in piece for piece in pieces for value in unsearched)
+
+
+class _Searched:
+    """The values a run valid under a context was searched for (or known absent from)."""
+
+    def __init__(self, known: _ChangedSince, spread: _ChangedSince) -> None:
+        self._known = known
+        self._spread = spread
+
+    def of(self, context: Context) -> frozenset[str]:
+        return (self._known.changed(context) or frozenset()) | (
+            self._spread.changed(context) or frozenset()
+        )
 
 
 def _named(values: Mapping[str, Finding]) -> Named:
@@ -288,11 +307,15 @@ def _first_round(
         request.cost_after[index] = spent[k]
 
 
-def _remember(request: _Request, context: Context, first: Findings, cache: ScopedCache) -> None:
+def _remember(
+    request: _Request, context: Context, first: Findings, cache: ScopedCache, searched: _Searched
+) -> None:
     for number, (members, pieces) in enumerate(zip(request.groups, request.pieces, strict=True)):
         entry = request.entries[number]
         if entry is not None and number in request.settled:
-            entry.context = context  # in the cache already (see SettledRun)
+            # In the cache already (see SettledRun); absent: what this request searched for.
+            entry.absent = searched.of(entry.context)
+            entry.context = context
         else:
             entry = SettledRun(
                 context=context,

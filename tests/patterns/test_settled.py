@@ -43,10 +43,17 @@ class Turns:
     def __init__(self) -> None:
         self.cache = ScopedCache(ScanCache(), "team-a")
         self.fresh: list[list[str]] = []
+        self.searched: list[str] = []  # what the settled path looked for (find's searched)
 
     def find(
-        self, texts: Sequence[str], known: KnownValues | None = None
+        self,
+        texts: Sequence[str],
+        known: KnownValues | None = None,
+        *,
+        searched: list[str] | None = None,
     ) -> tuple[tuple[Finding, ...], ...]:
+        """The settled findings, checked against the reference; searched: a list to empty
+        once the settled path has run (the reference searches the texts too)."""
         scan = scan_here(RULES)
 
         def rules_of(
@@ -57,6 +64,9 @@ class Turns:
 
         found = find_settled(texts, None, None, known, self.cache, scan, rules_of)
         assert found is not None
+        self.searched = list(searched or ())
+        if searched is not None:
+            searched.clear()
         # The reference: everything afresh, without any cache.
         assert found == find_in_texts(
             RULES, texts, known=known.find(texts) if known else None, learned=known or ()
@@ -97,6 +107,35 @@ def test_a_value_learned_since_is_masked_in_a_block_settled_before() -> None:
     assert _values(found[0]) == ["acme-logs-archive"]
     assert "the logs go to acme-logs-archive" in turns.fresh[-1]
     assert "ok" not in turns.fresh[-1]
+
+
+class SearchedText(str):
+    """A text that notes which values were looked for in it with `in`."""
+
+    searched: list[str]
+
+    def __contains__(self, value: object) -> bool:
+        self.searched.append(str(value))
+        return super().__contains__(value)  # type: ignore[operator]
+
+
+def test_a_value_spread_in_one_turn_and_known_in_the_next_is_searched_for_once() -> None:
+    turns = Turns()
+    old = SearchedText("the logs go somewhere else")
+    old.searched = []
+    history = [old, "ok"]
+    known = KnownValues()
+    turns.find(history, known)
+    bucket = "acme-logs-archive"
+    turn = f"bucket {bucket} is full"
+    turns.find([*history, turn], known)
+    assert bucket in old.searched  # spread: looked for in the history, not found
+    old.searched.clear()
+    learned = known.with_added([Finding(7, 24, bucket, "bucket", "S3_BUCKET", 10)])
+    found = turns.find([*history, turn, "thanks"], learned, searched=old.searched)
+    assert bucket not in turns.searched  # known now, and known absent from that text
+    assert _values(found[2]) == [bucket]
+    assert turns.fresh[-1] == [turn, "thanks"]  # the text that holds it, and the new one
 
 
 def test_a_value_forgotten_or_named_by_another_rule_is_found_afresh() -> None:
