@@ -70,19 +70,21 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _depth(value: Any) -> int:
-    # Iterative: the masking walk recurses, so depth is bounded here first.
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_NESTING:
-            break
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
+    """How deep value nests (a scalar is 1), counted level by level and no further than one
+    level past MAX_NESTING. Iterative: the masking walk recurses, so depth is bounded here
+    first; by levels, so that the long strings of a conversation are only referenced."""
+    level = [value]
+    depth = 0
+    while level and depth <= MAX_NESTING:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                below.extend(item.values())
+            elif isinstance(item, list):
+                below.extend(item)
+        level = below
+    return depth
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
