@@ -18,7 +18,8 @@ from proxy.auth import keys_changed
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord, ModelRoute, RouteFallback
 from proxy.permissions import may_view_keys
-from proxy.routes import credential_variable_error, route_from_row
+from proxy.route_checks import credential_variable_error
+from proxy.routes import route_from_row
 
 
 @admin.action(description="Revoke selected keys")

@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, IntegrityError, connections
 from django.utils import timezone
 
+from proxy import metrics
 from proxy.auth import KeyPrincipal
 from proxy.models import AuditRecord
 
@@ -153,8 +154,6 @@ _writer = AuditWriter()
 
 def write_audit_later(entry: AuditEntry) -> None:
     """Queue the record for the writer thread: a response or stream never waits for it."""
-    from proxy import metrics  # imported here: metrics imports this module
-
     metrics.observe(entry)
     _writer.submit(entry)
     logger.info(

@@ -17,7 +17,8 @@ from typing import Any
 
 from proxy import upstream
 from proxy.errors import InvalidRequest, NotFound
-from proxy.routes import PASS_THROUGH, Route, RouteTable, UpstreamTarget
+from proxy.routes import PASS_THROUGH, Route, RouteTable
+from proxy.targets import UpstreamTarget
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from patterns.services import RulesUnavailable, arules_snapshot
 from patterns.store import MappingStoreUnavailable
 from proxy import upstream
 from proxy.errors import ProxyError
-from proxy.routes import DEFAULT_ROUTE, RouteTable, UpstreamTarget, aroute_table
+from proxy.routes import DEFAULT_ROUTE, RouteTable, aroute_table
 from proxy.stores import request_store
+from proxy.targets import UpstreamTarget
 
 
 @dataclass

@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from patterns.store import NAMESPACE_RE
+from proxy.route_checks import route_errors
 
 
 class ApiKey(models.Model):
@@ -166,8 +167,6 @@ class ModelRoute(models.Model):
         return f"{self.model_pattern} → {self.litellm_model}"
 
     def clean(self) -> None:
-        from proxy.routes import route_errors
-
         errors = route_errors(
             model_pattern=self.model_pattern,
             litellm_model=self.litellm_model,

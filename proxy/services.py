@@ -56,9 +56,10 @@ from proxy.masking import (
     request_strings,
     restore_response,
 )
-from proxy.routes import UpstreamTarget, aroute_table
+from proxy.routes import aroute_table
 from proxy.stores import request_store
 from proxy.streaming import StreamRestorer, encode_sse
+from proxy.targets import UpstreamTarget
 from proxy.validation import (
     ANTHROPIC_BETA_HEADER,
     RequestLimits,

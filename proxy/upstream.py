@@ -29,8 +29,8 @@ from proxy.errors import (
     UpstreamUnreachable,
 )
 from proxy.masking import FORWARDED_FIELDS
-from proxy.routes import NO_CREDENTIAL, UpstreamTarget
 from proxy.streaming import StreamFailure
+from proxy.targets import NO_CREDENTIAL, UpstreamTarget
 
 # LiteLLM reads these at import: no price-map download, no .env loading (settings set them
 # too; this keeps the module safe to import first).

@@ -16,7 +16,8 @@ from django.test import override_settings
 
 from patterns.store import MappingStore
 from proxy.models import ModelRoute, RouteFallback
-from proxy.routes import NO_CREDENTIAL, routes_changed
+from proxy.routes import routes_changed
+from proxy.targets import NO_CREDENTIAL
 from tests.fakes.anthropic_upstream import ECHO_PREFIX, MODEL_IDS, FakeAnthropic
 from tests.live import UPSTREAM_KEY, IssuedKey, wait_for_audit
 from tests.proxy.test_errors import assert_error

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from proxy.models import ModelRoute, RouteFallback
-from proxy.routes import NO_CREDENTIAL, routes_changed
+from proxy.routes import routes_changed
+from proxy.targets import NO_CREDENTIAL
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import (
     ECHO_PREFIX,

@@ -13,14 +13,8 @@ from django.test import override_settings
 
 from proxy.catalog import model_page, route_entry
 from proxy.errors import InvalidRequest, ModelNotRouted
-from proxy.routes import (
-    PROXY_OWN_VARIABLES,
-    TABLE_MAX_AGE_SECONDS,
-    Route,
-    build_table,
-    glob_match,
-    route_errors,
-)
+from proxy.route_checks import PROXY_OWN_VARIABLES, route_errors
+from proxy.routes import TABLE_MAX_AGE_SECONDS, Route, build_table, glob_match
 
 SETTINGS = Path(__file__).resolve().parents[2] / "config" / "settings.py"
 

@@ -18,7 +18,7 @@ import pytest
 from litellm.integrations.custom_logger import CustomLogger
 
 from proxy import upstream
-from proxy.routes import UpstreamTarget
+from proxy.targets import UpstreamTarget
 from tests.fakes.anthropic_upstream import FakeAnthropic
 
 MODEL = "claude-sonnet-4-5"
