@@ -5,6 +5,11 @@ from django.urls import URLPattern, URLResolver, include, path
 
 from proxy.dashboard import dashboard
 
+# Every admin page names the product, not the framework.
+admin.site.site_header = "Masking proxy administration"
+admin.site.site_title = "Masking proxy admin"
+admin.site.index_title = "Masking rules, API keys and model routes"
+
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("dashboard/", dashboard, name="dashboard"),

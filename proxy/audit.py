@@ -152,8 +152,9 @@ class AuditWriter:
 _writer = AuditWriter()
 
 
-def write_audit_later(entry: AuditEntry) -> None:
-    """Queue the record for the writer thread: a response or stream never waits for it."""
+def report_outcome(entry: AuditEntry) -> None:
+    """A request's outcome, reported everywhere it goes: the metrics, the log line, and the
+    audit record queued for the writer thread (a response or stream never waits for it)."""
     metrics.observe(entry)
     _writer.submit(entry)
     logger.info(

@@ -52,7 +52,7 @@ class AuthenticationError(ProxyError):
     default_message = "Invalid or missing API key."
 
 
-class PermissionError_(ProxyError):
+class PermissionDenied(ProxyError):
     status, error_type = 403, "permission_error"
     default_message = "This API key may not do that."
 
@@ -114,7 +114,7 @@ def error_body(error_type: str, message: str, request_id: str = "") -> dict[str,
 _DRF_ERRORS: tuple[tuple[type[drf.APIException], type[ProxyError]], ...] = (
     (drf.NotAuthenticated, AuthenticationError),
     (drf.AuthenticationFailed, AuthenticationError),
-    (drf.PermissionDenied, PermissionError_),
+    (drf.PermissionDenied, PermissionDenied),
     (drf.NotFound, NotFound),
     (drf.ParseError, InvalidRequest),
     (drf.UnsupportedMediaType, InvalidRequest),

@@ -36,7 +36,7 @@ from patterns.store import (
     Versions,
 )
 from proxy import catalog, fair_use, upstream
-from proxy.audit import AuditEntry, write_audit_later
+from proxy.audit import AuditEntry, report_outcome
 from proxy.auth import KeyPrincipal
 from proxy.errors import (
     InvalidRequest,
@@ -424,20 +424,20 @@ async def send_message(call: ProxyCall) -> dict[str, Any] | AsyncIterator[bytes]
     except ProxyError as error:
         if slot:
             await fair_use.release_stream_slot(call.principal, call.request_id)
-        write_audit_later(call.failed(error))
+        report_outcome(call.failed(error))
         raise
     except asyncio.CancelledError:
         # The client left (or the server stopped) before the answer began.
         if slot:
             await fair_use.release_stream_slot(call.principal, call.request_id)
-        write_audit_later(call.client_left())
+        report_outcome(call.client_left())
         raise
     upstream_ms = int((time.monotonic() - upstream_started) * 1000)
     restore = call.masked.restore if call.masked else {}
     if isinstance(result, dict):
         message, restored = restore_response(result, restore)
         usage = message.get("usage") or {}
-        write_audit_later(
+        report_outcome(
             call.audit(
                 status=200,
                 upstream_latency_ms=upstream_ms,
@@ -493,7 +493,7 @@ async def _restored_stream(
         await upstream.close_quietly(stream)
         if slot:
             await fair_use.release_stream_slot(call.principal, call.request_id)
-        write_audit_later(
+        report_outcome(
             call.audit(
                 status=status,
                 error_type=error_type,
@@ -513,10 +513,10 @@ async def count_tokens(call: ProxyCall) -> dict[str, Any]:
         result = await upstream.count_tokens(masked_body, call.headers, target)
         call.upstream_model = target.model
     except ProxyError as error:
-        write_audit_later(call.failed(error))
+        report_outcome(call.failed(error))
         raise
     except asyncio.CancelledError:
-        write_audit_later(call.client_left())
+        report_outcome(call.client_left())
         raise
-    write_audit_later(call.audit(status=200, input_tokens=result.get("input_tokens")))
+    report_outcome(call.audit(status=200, input_tokens=result.get("input_tokens")))
     return result

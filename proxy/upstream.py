@@ -314,7 +314,7 @@ async def _send(
                 # One attempt: the OpenAI SDK inside LiteLLM would retry twice by itself (honouring
                 # retry-after), hiding the failure from the fallbacks and the client's own retries.
                 num_retries=0,
-                **_location(target),
+                **_destination_and_key(target),
                 **fields,
             )
     except Exception as exc:  # noqa: BLE001 - every LiteLLM failure becomes a ProxyError
@@ -347,14 +347,14 @@ def _require_credential(target: UpstreamTarget) -> None:
         raise ProviderNotConfigured()
 
 
-def _location(target: UpstreamTarget) -> dict[str, Any]:
+def _destination_and_key(target: UpstreamTarget) -> dict[str, Any]:
     # Always a key: given none (or ""), LiteLLM would take the provider's usual environment
     # variable (OPENAI_API_KEY, ...) and send it to the route's API base. Without an API base,
     # LiteLLM uses the provider's default URL.
-    location: dict[str, Any] = {"api_key": target.api_key or NO_CREDENTIAL}
+    arguments: dict[str, Any] = {"api_key": target.api_key or NO_CREDENTIAL}
     if target.api_base:
-        location["api_base"] = target.api_base
-    return location
+        arguments["api_base"] = target.api_base
+    return arguments
 
 
 async def probe(target: UpstreamTarget, seconds: float) -> None:

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from config.logging import request_id_var
 from patterns.store import Versions
 from proxy import catalog, metrics, services
-from proxy.audit import write_audit_later
+from proxy.audit import report_outcome
 from proxy.auth import (
     ApiKeyAuthentication,
     MetricsTokenAuthentication,
@@ -57,7 +57,7 @@ class _ProxyView(LoopAPIView):
             call.headers = forwarded_headers(request.headers)
             await services.accept_request(call, raw, count_tokens=count_tokens)
         except ProxyError as error:
-            write_audit_later(call.failed(error))
+            report_outcome(call.failed(error))
             raise
         return call
 

@@ -99,3 +99,10 @@ def test_authentication_is_one_indexed_query(
     authenticate_key(key)  # the first use records last_used_at
     with django_assert_num_queries(1):
         authenticate_key(key)
+
+
+def test_every_admin_page_names_the_product(admin_client: Client) -> None:
+    for url in (reverse("admin:index"), reverse("admin:proxy_apikey_changelist")):
+        page = admin_client.get(url).content.decode()
+        assert "Masking proxy administration" in page
+        assert "Django administration" not in page
