@@ -21,6 +21,7 @@ in tests/patterns/test_scan_cache.py compares the two on generated conversations
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -174,7 +175,7 @@ def find_settled(
             texts, tuple(request.after), scan, trial, known or (), cache, rounds=later
         )
         final = tuple(unglued(found) for found in findings)
-    searched = _Searched(still_known, still_spread)
+    searched = functools.partial(_searched_for, still_known, still_spread)
     _remember(request, Context(main, recent, spread_key), first, cache, searched)
     if budget is not None and trial is not None:
         budget.spend(budget.remaining - trial.remaining)
@@ -230,17 +231,9 @@ class _ChangedSince:
         return not any(value in piece for piece in pieces for value in unsearched)
 
 
-class _Searched:
-    """The values a run valid under a context was searched for (or known absent from)."""
-
-    def __init__(self, known: _ChangedSince, spread: _ChangedSince) -> None:
-        self._known = known
-        self._spread = spread
-
-    def of(self, context: Context) -> frozenset[str]:
-        return (self._known.changed(context) or frozenset()) | (
-            self._spread.changed(context) or frozenset()
-        )
+def _searched_for(known: _ChangedSince, spread: _ChangedSince, context: Context) -> frozenset[str]:
+    """The values a run valid under context was searched for (or known absent from)."""
+    return (known.changed(context) or frozenset()) | (spread.changed(context) or frozenset())
 
 
 def _named(values: Mapping[str, Finding]) -> Named:
@@ -308,13 +301,17 @@ def _first_round(
 
 
 def _remember(
-    request: _Request, context: Context, first: Findings, cache: ScopedCache, searched: _Searched
+    request: _Request,
+    context: Context,
+    first: Findings,
+    cache: ScopedCache,
+    searched: Callable[[Context], frozenset[str]],
 ) -> None:
     for number, (members, pieces) in enumerate(zip(request.groups, request.pieces, strict=True)):
         entry = request.entries[number]
         if entry is not None and number in request.settled:
             # In the cache already (see SettledRun); absent: what this request searched for.
-            entry.absent = searched.of(entry.context)
+            entry.absent = searched(entry.context)
             entry.context = context
         else:
             entry = SettledRun(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import graphlib
 import json
 import subprocess
 import sys
@@ -117,41 +118,6 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected groups of more than one module (Tarjan), and self-imports."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles: list[list[str]] = []
-
-    def connect(module: str) -> None:
-        index[module] = low[module] = len(index)
-        stack.append(module)
-        on_stack.add(module)
-        for other in sorted(graph[module]):
-            if other not in index:
-                connect(other)
-                low[module] = min(low[module], low[other])
-            elif other in on_stack:
-                low[module] = min(low[module], index[other])
-        if low[module] == index[module]:
-            group = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                group.append(member)
-                if member == module:
-                    break
-            if len(group) > 1 or module in graph[module]:
-                cycles.append(sorted(group))
-
-    for module in sorted(graph):
-        if module not in index:
-            connect(module)
-    return cycles
-
-
 def test_no_import_cycles_between_project_modules() -> None:
     paths = {
         _module_name(path): path
@@ -161,4 +127,7 @@ def test_no_import_cycles_between_project_modules() -> None:
     }
     modules = set(paths)
     graph = {name: _runtime_imports(path, modules) - {name} for name, path in paths.items()}
-    assert _import_cycles(graph) == []
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as cycle:
+        pytest.fail(f"modules import each other: {' -> '.join(cycle.args[1])}")
