@@ -12,12 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from django.conf import settings
 
 from proxy.errors import InvalidRequest, RequestTooLarge
 
 ROLES = frozenset({"user", "assistant", "system"})
 MAX_NESTING = 128
+# orjson gives an integer past 64 bits as a float; no float that large comes out of it
+# otherwise unless the body wrote one.
+_ORJSON_INTEGER_LIMIT = 2.0**63
 # Model ids are short (Anthropic's are under 40 characters); a long one only costs matching.
 MAX_MODEL_LENGTH = 256
 # A model name goes into LiteLLM's provider/model string and, for some providers, into a URL
@@ -44,11 +48,30 @@ class RequestLimits:
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """The request body as a JSON object; InvalidRequest for anything else."""
+    """The request body as a JSON object, exactly as json.loads reads it; InvalidRequest for
+    anything else.
+
+    orjson reads a conversation's body in less than half json's time. Where the two could
+    differ, json decides: every body orjson refuses (NaN, a byte order mark, a lone
+    surrogate, 1e400, bad JSON) is read again by json, whose answer or error stands, and so
+    is a body holding a float as large as an integer orjson could not keep exact."""
     if not raw.strip():
         raise InvalidRequest("The request body is empty; a JSON object is required.")
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = _json_loads(raw)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    depth, large_float = _shape(body)
+    if depth > MAX_NESTING:
+        raise InvalidRequest(f"The request body is nested deeper than {MAX_NESTING} levels.")
+    return _json_loads(raw) if large_float else body
+
+
+def _json_loads(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.") from None
     except json.JSONDecodeError as exc:
@@ -57,11 +80,6 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         ) from None
     except RecursionError:
         raise InvalidRequest("The request body is nested too deeply.") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    if _depth(body) > MAX_NESTING:
-        raise InvalidRequest(f"The request body is nested deeper than {MAX_NESTING} levels.")
-    return body
 
 
 def _refuse_constant(name: str) -> Any:
@@ -69,12 +87,14 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidRequest(f"The request body is not valid JSON: {name} is not a JSON value.")
 
 
-def _depth(value: Any) -> int:
+def _shape(value: Any) -> tuple[int, bool]:
     """How deep value nests (a scalar is 1), counted level by level and no further than one
-    level past MAX_NESTING. Iterative: the masking walk recurses, so depth is bounded here
-    first; by levels, so that the long strings of a conversation are only referenced."""
+    level past MAX_NESTING, and whether it holds a float of magnitude 2**63 or more.
+    Iterative: the masking walk recurses, so depth is bounded here first; by levels, so that
+    the long strings of a conversation are only referenced."""
     level = [value]
     depth = 0
+    large_float = False
     while level and depth <= MAX_NESTING:
         depth += 1
         below: list[Any] = []
@@ -83,8 +103,13 @@ def _depth(value: Any) -> int:
                 below.extend(item.values())
             elif isinstance(item, list):
                 below.extend(item)
+            elif (
+                item.__class__ is float
+                and not -_ORJSON_INTEGER_LIMIT < item < _ORJSON_INTEGER_LIMIT
+            ):
+                large_float = True
         level = below
-    return depth
+    return depth, large_float
 
 
 def forwarded_headers(headers: Mapping[str, str]) -> dict[str, str]:
