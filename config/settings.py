@@ -353,7 +353,7 @@ LOGGING = {
         "safe_paths": {"()": "config.logging.SafePathFilter"},
     },
     "formatters": {
-        # The original specification's format: 2025-08-22 12:44:30,695 - module - INFO - message
+        # The classic line format: 2025-08-22 12:44:30,695 - module - INFO - message
         "text": {"format": "%(asctime)s - %(name)s - %(levelname)s - %(message)s"},
         "json": {"()": "config.logging.JsonFormatter"},
     },
