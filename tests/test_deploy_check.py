@@ -1,4 +1,6 @@
-"""The production settings the README documents pass Django's deployment checks."""
+"""The production settings docs/deployment.md documents pass Django's deployment checks, and the
+settings, the configuration table (docs/configuration.md) and .env.example name the same
+variables."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CONFIGURATION = ROOT / "docs" / "configuration.md"
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
+ENV_EXAMPLE = ROOT / ".env.example"
 
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
@@ -42,20 +47,49 @@ def test_documented_production_settings_pass_check_deploy() -> None:
     assert "no issues" in result.stdout
 
 
-def test_readme_documents_the_same_settings() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def _section(text: str, heading: str) -> str:
+    """The part of a Markdown page under one heading, up to the next heading of its level."""
+    start = text.index(f"\n{heading}\n")
+    level = heading.split(" ", 1)[0]
+    end = text.find(f"\n{level} ", start + len(heading) + 2)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _table_variables() -> set[str]:
+    """The variables named in the first column of the configuration table."""
+    names: set[str] = set()
+    for line in CONFIGURATION.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            names.update(re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split("|")[1]))
+    return names
+
+
+def _without_file_variants(names: set[str]) -> set[str]:
+    """NAME_FILE counts as NAME: a secret may be given either way."""
+    return {name.removesuffix("_FILE") for name in names}
+
+
+def test_deployment_doc_documents_the_same_settings() -> None:
+    section = _section(DEPLOYMENT.read_text(encoding="utf-8"), "## Production settings")
     for name, value in PRODUCTION_ENV.items():
-        assert f"{name}={value}" in readme, name
+        assert f"{name}={value}" in section, name
 
 
 def test_every_setting_read_from_the_environment_is_documented() -> None:
-    source = "\n".join(
-        (ROOT / name).read_text(encoding="utf-8") for name in ("config/settings.py",)
-    )
+    source = (ROOT / "config" / "settings.py").read_text(encoding="utf-8")
     names = set(re.findall(r'env_(?:str|bool|int|float|list|secret)\(\s*"([A-Z0-9_]+)"', source))
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    table = _table_variables()
+    example = ENV_EXAMPLE.read_text(encoding="utf-8")
     assert names, "no settings found: the pattern above needs updating"
     for name in sorted(names):
-        assert f"`{name}" in readme, f"{name} missing from the README's configuration table"
+        assert name in table, f"{name} missing from the table in docs/configuration.md"
         assert f"{name}=" in example, f"{name} missing from .env.example"
+
+
+def test_env_example_lists_exactly_the_configuration_table() -> None:
+    table = _table_variables()
+    example = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.M))
+    assert table, "no variables found in docs/configuration.md: the pattern above needs updating"
+    in_table, in_example = _without_file_variants(table), _without_file_variants(example)
+    assert not in_table - in_example, f"missing from .env.example: {sorted(in_table - in_example)}"
+    assert not in_example - in_table, f"not in the table: {sorted(in_example - in_table)}"

@@ -272,7 +272,7 @@ SORTED_HEADERS = ("anthropic-beta",)
 CREDENTIAL_HEADERS = ("x-api-key", "authorization")
 # Set by each HTTP client for its own connection.
 TRANSPORT_HEADERS = ("accept", "accept-encoding", "connection", "content-length", "host")
-# Not passed on (README, "Use with Claude Code"): LiteLLM sends its own user-agent and none
+# Not passed on (docs/clients.md, "Claude Code"): LiteLLM sends its own user-agent and none
 # of Claude Code's client headers.
 DROPPED_HEADERS = (
     "user-agent",
@@ -284,8 +284,9 @@ DROPPED_HEADERS = (
 # Claude Code's SDK asks for /v1/messages?beta=true; LiteLLM calls /v1/messages (the betas
 # travel in anthropic-beta).
 DROPPED_QUERY = "beta=true"
-# Body fields LiteLLM drops for a model it does not know to support extended thinking (README,
-# "Using the proxy"): every fake-* model. The model names Claude Code uses keep them.
+# Body fields LiteLLM drops for a model it does not know to support extended thinking
+# (docs/clients.md, "What reaches the provider"): every fake-* model. The model names Claude
+# Code uses keep them.
 DROPPED_FOR_UNKNOWN_MODELS = ("thinking", "output_config")
 CLAUDE_CODE_EMAIL = "noreply@anthropic.com"
 SHOWN_FIELDS = ("max_tokens", "stream", "thinking", "output_config", "context_management")
