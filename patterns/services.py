@@ -28,7 +28,14 @@ from patterns.occurrences import KnownValues, learnable
 from patterns.scan_cache import ScopedCache, scoped
 from patterns.scanner import Elsewhere, by_rules, find_in_texts, scan_here
 from patterns.settled import find_settled
-from patterns.store import Allocation, AsyncMappingStore, MappingStoreUnavailable, get_store
+from patterns.store import (
+    Allocation,
+    AsyncControlStore,
+    AsyncMappingStore,
+    ControlStoreUnavailable,
+    get_control_store,
+    get_store,
+)
 
 logger = logging.getLogger(__name__)
 # The scan cache's kind for masked texts that passed the final check.
@@ -47,10 +54,10 @@ def rules_snapshot() -> Snapshot:
     """The compiled rules, rebuilt when the version token in Redis has moved.
 
     The snapshot is immutable and swapped by reference, so a request keeps the rules it
-    started with. Raises RulesUnavailable or MappingStoreUnavailable (fail closed).
+    started with. Raises RulesUnavailable or ControlStoreUnavailable (fail closed).
     """
     global _current
-    version = get_store().rules_version()
+    version = get_control_store().rules_version()
     current = _current
     if current is not None and current.version == version:
         return current
@@ -60,14 +67,14 @@ def rules_snapshot() -> Snapshot:
         return _current
 
 
-async def arules_snapshot(store: AsyncMappingStore, version: str | None = None) -> Snapshot:
-    """rules_snapshot for the async path: the version check on the request's own store.
+async def arules_snapshot(control: AsyncControlStore, version: str | None = None) -> Snapshot:
+    """rules_snapshot for the async path: the version check on the loop's own control store.
 
     version: the token this request already read from Redis (with the keys version), if any.
     """
     global _current
     if version is None:
-        version = await store.rules_version()
+        version = await control.rules_version()
     current = _current
     if current is not None and current.version == version:
         return current
@@ -116,8 +123,8 @@ def load_snapshot(version: str = "") -> Snapshot:
 def rules_changed() -> None:
     """Bump the rules version so that every process reloads its snapshot."""
     try:
-        get_store().bump_rules_version()
-    except MappingStoreUnavailable:
+        get_control_store().bump_rules_version()
+    except ControlStoreUnavailable:
         # Processes cannot serve without Redis either; they reload once it is back only if
         # the token moved, so say loudly that this change may not have been seen.
         logger.error("rules changed but the version could not be bumped; re-save to retry")

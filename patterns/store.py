@@ -1,5 +1,11 @@
 """The mapping store: placeholders for values, kept in Redis; the only module that talks to Redis.
 
+Two stores share each Redis connection pool, each with its own error, so that a failure says
+what failed: the mapping store (placeholders, originals, what namespaces learned;
+MappingStoreUnavailable) and the control store (each API key's use a minute and open streams,
+and the version tokens of the rules, keys and routes; ControlStoreUnavailable). Both fail
+closed: their callers refuse the request rather than serve it unmasked or unmetered.
+
 Security assumptions: originals are stored only as AES-GCM ciphertext bound to their
 namespace, and found by an HMAC of (namespace, value), so a dump of Redis reveals no
 original. Every key carries the namespace (as a Redis Cluster hash tag, so one request's
@@ -136,7 +142,12 @@ class _NotReplicated(redis.RedisError):
 
 
 class MappingStoreUnavailable(Exception):
-    """Redis could not be reached or answered in time: callers must fail closed."""
+    """Redis could not place or restore values in time: callers must fail closed."""
+
+
+class ControlStoreUnavailable(Exception):
+    """Redis could not count a key's use or read the version tokens: callers must fail
+    closed."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +356,8 @@ class MappingStore:
         self._limits = _Limits(ttl, learned_max)
         self._keys = _KeyScheme(key_prefix)
         self._allocate = client.register_script(_ALLOCATE_LUA)
+        # The version tokens, on the same connections.
+        self.control = ControlStore(client, key_prefix=key_prefix)
 
     def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
         """value -> placeholder for each value (existing or new), one round trip a chunk."""
@@ -377,6 +390,14 @@ class MappingStore:
             raise _unavailable(exc) from None
         return {_decode(k): int(v) for k, v in raw.items()}
 
+
+class ControlStore:
+    """Synchronous access to the version tokens (admin saves, commands, tests)."""
+
+    def __init__(self, client: redis.Redis, *, key_prefix: str) -> None:
+        self._client = client
+        self._keys = _KeyScheme(key_prefix)
+
     def rules_version(self) -> str:
         """The current rules version token, creating one if Redis has none."""
         try:
@@ -385,7 +406,7 @@ class MappingStore:
                 self._client.set(self._keys.rules_version, os.urandom(8).hex(), nx=True)
                 token = self._client.get(self._keys.rules_version)
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
         return _decode(token or b"")
 
     def routes_version(self) -> str:
@@ -393,7 +414,7 @@ class MappingStore:
         try:
             token = self._client.get(self._keys.routes_version)
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
         return _decode(token or b"")
 
     def bump_rules_version(self) -> str:
@@ -413,7 +434,7 @@ class MappingStore:
         try:
             self._client.set(name, token)
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
         return token
 
 
@@ -441,7 +462,8 @@ class AsyncMappingStore:
         self._keys = _KeyScheme(key_prefix)
         self._allocate = client.register_script(_ALLOCATE_LUA)
         self._learned_since = client.register_script(_LEARNED_SINCE_LUA)
-        self._acquire_stream = client.register_script(_ACQUIRE_STREAM_LUA)
+        # Keys' use and the version tokens, on the same connections.
+        self.control = AsyncControlStore(client, key_prefix=key_prefix)
 
     async def allocate(self, namespace: str, items: Iterable[Allocation]) -> dict[str, str]:
         """value -> placeholder for each value (existing or new), in one round trip per
@@ -525,6 +547,29 @@ class AsyncMappingStore:
         """The learned values of sealed records (CPU only, a few microseconds a record)."""
         return [self._cipher.open_learned(namespace, record) for record in records]
 
+    async def ping(self) -> None:
+        """Raise MappingStoreUnavailable unless Redis answers."""
+        try:
+            await self._client.ping()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        if self._sentinel is not None:
+            await self._sentinel.aclose()
+
+
+class AsyncControlStore:
+    """The control store for the async request path: each API key's requests and CPU
+    seconds a minute and its open streams, and the version tokens (fail closed:
+    ControlStoreUnavailable)."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, key_prefix: str) -> None:
+        self._client = client
+        self._keys = _KeyScheme(key_prefix)
+        self._acquire_stream = client.register_script(_ACQUIRE_STREAM_LUA)
+
     async def rules_version(self) -> str:
         """The current rules version token ("" when none was set yet)."""
         return (await self.versions()).rules
@@ -535,7 +580,7 @@ class AsyncMappingStore:
             names = [self._keys.rules_version, self._keys.keys_version, self._keys.routes_version]
             rules, keys, routes = await self._client.mget(names)
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
         return Versions(
             rules=_decode(rules or b""), keys=_decode(keys or b""), routes=_decode(routes or b"")
         )
@@ -550,7 +595,7 @@ class AsyncMappingStore:
                 pipe.get(cpu)
                 count, _, seconds = await pipe.execute()
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
         return KeyUsage(requests=int(count), cpu_seconds=float(seconds or 0))
 
     async def charge_cpu(self, key_id: str, seconds: float, *, now: float) -> None:
@@ -562,7 +607,7 @@ class AsyncMappingStore:
                 pipe.expire(cpu, 120)
                 await pipe.execute()
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
 
     def _usage_keys(self, key_id: str, now: float) -> tuple[str, str]:
         window = int(now // 60)
@@ -579,7 +624,7 @@ class AsyncMappingStore:
                 keys=[name], args=[stream_id, now, now - max_age, limit]
             )
         except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+            raise _control_unavailable(exc) from None
         return bool(taken)
 
     async def release_stream(self, key_id: str, stream_id: str) -> None:
@@ -588,18 +633,6 @@ class AsyncMappingStore:
         except redis.RedisError as exc:
             # The slot frees itself once older than the longest stream; say so, go on.
             logger.warning("stream slot not released: %s", type(exc).__name__)
-
-    async def ping(self) -> None:
-        """Raise MappingStoreUnavailable unless Redis answers."""
-        try:
-            await self._client.ping()
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from None
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-        if self._sentinel is not None:
-            await self._sentinel.aclose()
 
 
 def _decrypt_found(
@@ -616,6 +649,11 @@ def _unavailable(exc: redis.RedisError) -> MappingStoreUnavailable:
     # The class name is enough for operators; Redis error texts can quote arguments.
     logger.error("mapping store unavailable: %s", type(exc).__name__)
     return MappingStoreUnavailable("The mapping store (Redis) is unavailable.")
+
+
+def _control_unavailable(exc: redis.RedisError) -> ControlStoreUnavailable:
+    logger.error("control store (key limits, version tokens) unavailable: %s", type(exc).__name__)
+    return ControlStoreUnavailable("The control store (Redis) is unavailable.")
 
 
 # --- wiring from Django settings -------------------------------------------------------------
@@ -646,6 +684,11 @@ def get_store(alias: str = "default") -> MappingStore:
         key_prefix=settings.CACHES[alias].get("KEY_PREFIX", ""),
         learned_max=settings.PROXY_LEARNED_VALUES_MAX,
     )
+
+
+def get_control_store(alias: str = "default") -> ControlStore:
+    """The process-wide synchronous control store (the version tokens)."""
+    return get_store(alias).control
 
 
 def build_async_store(alias: str = "default", *, max_connections: int = 64) -> AsyncMappingStore:

@@ -17,11 +17,11 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from config.db import releasing_connections
-from patterns.store import MappingStoreUnavailable, Versions, get_store
+from patterns.store import ControlStoreUnavailable, Versions, get_control_store
 from proxy.errors import AuthenticationError
 from proxy.keys import digest_matches, key_digest, key_prefix, secret_matches
 from proxy.models import ApiKey
-from proxy.stores import request_store
+from proxy.stores import loop_control_store
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ async def authenticate_request_key(key: str) -> tuple[KeyPrincipal, Versions | N
     database alone (so a wrong key still gets its 401) and the request fails closed later.
     """
     try:
-        versions: Versions | None = await request_store().versions()
-    except MappingStoreUnavailable:
+        versions: Versions | None = await loop_control_store().versions()
+    except ControlStoreUnavailable:
         versions = None
     principal = master_principal(key)
     if principal is not None:
@@ -198,8 +198,8 @@ def keys_changed() -> None:
     """Move the keys version so that every process forgets its cached keys."""
     key_cache.clear()
     try:
-        get_store().bump_keys_version()
-    except MappingStoreUnavailable:
+        get_control_store().bump_keys_version()
+    except ControlStoreUnavailable:
         # Requests fail closed while Redis is away; once it is back, cached keys still age
         # out within API_KEY_CACHE_SECONDS.
         logger.error("an API key changed but the keys version could not be bumped")

@@ -77,6 +77,13 @@ class MaskingUnavailable(ProxyError):
     default_message = "Masking is unavailable right now; the request was not sent upstream."
 
 
+class RateLimitingUnavailable(ProxyError):
+    """The key's use could not be counted (Redis): refused, as a key past its limit would be."""
+
+    status, error_type = 503, "api_error"
+    default_message = "Rate limiting is unavailable right now; the request was not sent upstream."
+
+
 class ModelNotRouted(NotFound):
     default_message = "model: no route on this proxy serves the requested model."
 

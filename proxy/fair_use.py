@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from patterns.store import MappingStoreUnavailable
+from patterns.store import ControlStoreUnavailable
 from proxy.auth import KeyPrincipal
-from proxy.errors import MaskingUnavailable, RateLimited
-from proxy.stores import request_store
+from proxy.errors import RateLimited, RateLimitingUnavailable
+from proxy.stores import loop_control_store
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,9 +153,9 @@ async def within_limits(principal: KeyPrincipal) -> None:
         return
     now = time.time()
     try:
-        usage = await request_store().key_usage(principal.prefix, now=now)
-    except MappingStoreUnavailable:
-        raise MaskingUnavailable() from None
+        usage = await loop_control_store().key_usage(principal.prefix, now=now)
+    except ControlStoreUnavailable:
+        raise RateLimitingUnavailable() from None
     retry_after = {"retry-after": str(WINDOW_SECONDS - int(now % WINDOW_SECONDS))}
     if limit is not None and usage.requests > limit:
         raise RateLimited(f"This API key may send {limit} requests a minute.", headers=retry_after)
@@ -173,8 +173,8 @@ async def charge(principal: KeyPrincipal, work: Work) -> None:
     if seconds <= 0 or not settings.PROXY_KEY_CPU_SECONDS_PER_MINUTE:
         return
     try:
-        await request_store().charge_cpu(principal.prefix, seconds, now=time.time())
-    except MappingStoreUnavailable:
+        await loop_control_store().charge_cpu(principal.prefix, seconds, now=time.time())
+    except ControlStoreUnavailable:
         # Accounting, not masking: the request itself is not refused for it.
         logger.warning("CPU time not charged to key %s", principal.prefix)
 
@@ -187,19 +187,19 @@ async def take_stream_slot(principal: KeyPrincipal, request_id: str) -> bool:
     if limit is None:
         return False
     try:
-        taken = await request_store().acquire_stream(
+        taken = await loop_control_store().acquire_stream(
             principal.prefix,
             request_id,
             limit=limit,
             now=time.time(),
             max_age=settings.PROXY_UPSTREAM_TIMEOUT + 60,
         )
-    except MappingStoreUnavailable:
-        raise MaskingUnavailable() from None
+    except ControlStoreUnavailable:
+        raise RateLimitingUnavailable() from None
     if not taken:
         raise RateLimited(f"This API key may have {limit} streams open at once.")
     return True
 
 
 async def release_stream_slot(principal: KeyPrincipal, request_id: str) -> None:
-    await request_store().release_stream(principal.prefix, request_id)
+    await loop_control_store().release_stream(principal.prefix, request_id)

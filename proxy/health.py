@@ -19,11 +19,11 @@ from django.db import DatabaseError, connection
 
 from config.db import releasing_connections
 from patterns.services import RulesUnavailable, arules_snapshot
-from patterns.store import MappingStoreUnavailable
+from patterns.store import ControlStoreUnavailable, MappingStoreUnavailable
 from proxy import upstream
 from proxy.errors import ProxyError
 from proxy.routes import DEFAULT_ROUTE, RouteTable, aroute_table
-from proxy.stores import request_store
+from proxy.stores import loop_control_store, loop_store
 from proxy.targets import UpstreamTarget
 
 
@@ -57,7 +57,7 @@ async def check_database() -> Component:
 async def check_mapping_store() -> Component:
     started = time.monotonic()
     try:
-        await request_store().ping()
+        await loop_store().ping()
     except MappingStoreUnavailable:
         return Component("unhealthy", {"connected": False})
     return Component("healthy", {"connected": True, "latency_ms": _ms_since(started)})
@@ -65,8 +65,8 @@ async def check_mapping_store() -> Component:
 
 async def check_rules() -> Component:
     try:
-        snapshot = await arules_snapshot(request_store())
-    except (RulesUnavailable, MappingStoreUnavailable) as exc:
+        snapshot = await arules_snapshot(loop_control_store())
+    except (RulesUnavailable, ControlStoreUnavailable) as exc:
         return Component("unhealthy", {"error": str(exc)})
     return Component(
         "healthy",
@@ -80,8 +80,8 @@ async def check_rules() -> Component:
 
 async def check_upstream(*, deep: bool) -> Component:
     try:
-        table = await aroute_table((await request_store().versions()).routes)
-    except (MappingStoreUnavailable, ProxyError):
+        table = await aroute_table((await loop_control_store().versions()).routes)
+    except (ControlStoreUnavailable, ProxyError):
         return Component("unhealthy", {"error": "the model routes could not be loaded"})
     default = DEFAULT_ROUTE.target("")
     missing = sum(1 for route in table.routes if route.target("").missing_credential)

@@ -23,7 +23,7 @@ from django.db import DatabaseError
 
 from config.db import releasing_connections
 from config.env import env_secret
-from patterns.store import MappingStoreUnavailable, get_store
+from patterns.store import ControlStoreUnavailable, get_control_store
 from proxy.errors import ModelNotRouted, RoutesUnavailable
 from proxy.route_checks import MODEL_SLOT, credential_variable_error
 from proxy.targets import UpstreamTarget
@@ -249,8 +249,8 @@ def routes_changed() -> None:
     global _current
     _current = None
     try:
-        get_store().bump_routes_version()
-    except MappingStoreUnavailable:
+        get_control_store().bump_routes_version()
+    except ControlStoreUnavailable:
         # Requests fail closed while Redis is away; other processes see the change within
         # TABLE_MAX_AGE_SECONDS of Redis coming back (they reload their tables that often).
         logger.error("a model route changed but the routes version could not be bumped")

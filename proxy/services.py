@@ -32,6 +32,7 @@ from patterns.services import (
 from patterns.store import (
     Allocation,
     AsyncMappingStore,
+    ControlStoreUnavailable,
     MappingStoreUnavailable,
     Versions,
 )
@@ -57,7 +58,7 @@ from proxy.masking import (
     restore_response,
 )
 from proxy.routes import aroute_table
-from proxy.stores import request_store
+from proxy.stores import loop_store
 from proxy.streaming import StreamRestorer, encode_sse
 from proxy.targets import UpstreamTarget
 from proxy.validation import (
@@ -194,10 +195,10 @@ async def mask_request(call: ProxyCall) -> dict[str, Any]:
 
 
 async def _masked(call: ProxyCall) -> dict[str, Any]:
-    store = request_store()
+    store = loop_store()
     try:
-        snapshot = await arules_snapshot(store, call.rules_version)
-    except (MappingStoreUnavailable, RulesUnavailable):
+        snapshot = await arules_snapshot(store.control, call.rules_version)
+    except (ControlStoreUnavailable, RulesUnavailable):
         raise MaskingUnavailable() from None
     namespace = call.principal.namespace
     try:

@@ -1,23 +1,31 @@
-"""The async mapping store of the running event loop (one per loop: connections belong to it)."""
+"""The async stores of the running event loop, one of each per loop (redis.asyncio connections
+belong to the loop that opened them): the mapping store and the control store, which shares
+its connections."""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
 
-from patterns.store import AsyncMappingStore, build_async_store
+from patterns.store import AsyncControlStore, AsyncMappingStore, build_async_store
 
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncMappingStore] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def request_store() -> AsyncMappingStore:
+def loop_store() -> AsyncMappingStore:
+    """The running loop's mapping store (placeholders, originals, learned values)."""
     loop = asyncio.get_running_loop()
     store = _stores.get(loop)
     if store is None:
         store = _stores[loop] = build_async_store()
     return store
+
+
+def loop_control_store() -> AsyncControlStore:
+    """The running loop's control store (keys' use a minute, streams, version tokens)."""
+    return loop_store().control
 
 
 def use_store(store: AsyncMappingStore) -> None:

@@ -12,7 +12,7 @@ from patterns import services
 from patterns.library import DEFAULT_PATTERNS
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.services import RulesUnavailable, load_snapshot, rules_snapshot
-from patterns.store import MappingStoreUnavailable, get_store
+from patterns.store import ControlStoreUnavailable, get_store
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,7 @@ def test_snapshot_holds_enabled_rules_only() -> None:
 def test_snapshot_is_reused_until_the_version_moves() -> None:
     first = rules_snapshot()
     assert rules_snapshot() is first
-    get_store().bump_rules_version()
+    get_store().control.bump_rules_version()
     second = rules_snapshot()
     assert second is not first
     assert second.version != first.version
@@ -72,7 +72,7 @@ def test_rules_fail_closed_when_redis_is_unreachable(closed_port: int) -> None:
         }
     }
     get_store.cache_clear()
-    with override_settings(CACHES=caches), pytest.raises(MappingStoreUnavailable):
+    with override_settings(CACHES=caches), pytest.raises(ControlStoreUnavailable):
         rules_snapshot()
 
 

@@ -10,11 +10,14 @@ from typing import Any, cast
 
 import pytest
 import redis
+import redis.asyncio
 from django.conf import settings
 
 from patterns.store import (
     ALLOCATION_CHUNK,
     Allocation,
+    AsyncMappingStore,
+    ControlStoreUnavailable,
     MappingStore,
     MappingStoreUnavailable,
     ValueCipher,
@@ -169,6 +172,49 @@ def test_unreachable_redis_raises_a_specific_error_without_values(
     for item in VALUES:
         assert item.value not in str(raised.value)
         assert item.value not in caplog.text
+
+
+def test_each_store_names_itself_when_redis_fails(
+    closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The mapping store and the control store share connections but not their errors: the
+    # log and the caller learn which of them failed.
+    client = redis.Redis(port=closed_port, socket_connect_timeout=0.5, socket_timeout=0.5)
+    store = MappingStore(client, cipher_from_settings(), ttl=60, key_prefix="unused")
+    with pytest.raises(MappingStoreUnavailable):
+        store.counts("ns")
+    assert "mapping store unavailable: ConnectionError" in caplog.text
+    caplog.clear()
+    with pytest.raises(ControlStoreUnavailable):
+        store.control.rules_version()
+    with pytest.raises(ControlStoreUnavailable):
+        store.control.bump_keys_version()
+    assert "control store (key limits, version tokens) unavailable" in caplog.text
+    assert "mapping store" not in caplog.text
+
+
+def test_the_async_control_store_fails_closed_on_its_own_error(closed_port: int) -> None:
+    async def failures() -> list[str]:
+        client = redis.asyncio.Redis(port=closed_port, socket_connect_timeout=0.5)
+        control = AsyncMappingStore(
+            client, cipher_from_settings(), ttl=60, key_prefix="unused"
+        ).control
+        calls = [
+            control.versions(),
+            control.key_usage("mpk-abc", now=0.0),
+            control.acquire_stream("mpk-abc", "req-1", limit=2, now=0.0, max_age=60.0),
+            control.charge_cpu("mpk-abc", 1.0, now=0.0),
+        ]
+        failed = []
+        for call in calls:
+            try:
+                await call
+            except ControlStoreUnavailable as exc:
+                failed.append(str(exc))
+        await client.aclose()
+        return failed
+
+    assert asyncio.run(failures()) == ["The control store (Redis) is unavailable."] * 4
 
 
 def test_async_store_shares_placeholders_with_the_sync_store(

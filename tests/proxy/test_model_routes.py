@@ -288,14 +288,14 @@ def test_a_route_to_another_address_never_gets_the_anthropic_key(
 def test_saving_a_route_moves_the_routes_version_every_process_reads(
     make_route: MakeRoute, store: MappingStore
 ) -> None:
-    before = store.routes_version()
+    before = store.control.routes_version()
     route = make_route("fast", "anthropic/fake-echo")
-    after_create = store.routes_version()
+    after_create = store.control.routes_version()
     route.enabled = False
     route.save()
-    after_edit = store.routes_version()
+    after_edit = store.control.routes_version()
     route.delete()
-    assert len({before, after_create, after_edit, store.routes_version()}) == 4
+    assert len({before, after_create, after_edit, store.control.routes_version()}) == 4
 
 
 @pytest.mark.parametrize(
