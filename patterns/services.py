@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,6 @@ from patterns.store import (
     AsyncMappingStore,
     ControlStoreUnavailable,
     get_control_store,
-    get_store,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,31 +44,16 @@ class RulesUnavailable(Exception):
     """The rules could not be loaded or compiled: callers must fail closed."""
 
 
-_lock = threading.Lock()
 _current: Snapshot | None = None
 
 
-def rules_snapshot() -> Snapshot:
+async def arules_snapshot(control: AsyncControlStore, version: str | None = None) -> Snapshot:
     """The compiled rules, rebuilt when the version token in Redis has moved.
 
     The snapshot is immutable and swapped by reference, so a request keeps the rules it
-    started with. Raises RulesUnavailable or ControlStoreUnavailable (fail closed).
-    """
-    global _current
-    version = get_control_store().rules_version()
-    current = _current
-    if current is not None and current.version == version:
-        return current
-    with _lock:
-        if _current is None or _current.version != version:
-            _current = load_snapshot(version)
-        return _current
-
-
-async def arules_snapshot(control: AsyncControlStore, version: str | None = None) -> Snapshot:
-    """rules_snapshot for the async path: the version check on the loop's own control store.
-
-    version: the token this request already read from Redis (with the keys version), if any.
+    started with. version: the token this request already read from Redis (with the keys
+    version), if any; else it is read from the control store. Raises RulesUnavailable or
+    ControlStoreUnavailable (fail closed).
     """
     global _current
     if version is None:
@@ -315,15 +298,10 @@ def _placed(findings: tuple[Finding, ...], placeholders: Mapping[str, str]) -> t
     return tuple(placeholders[f.value] for f in findings)
 
 
-def mask_texts(*, namespace: str, texts: Sequence[str]) -> MaskedTexts:
-    """Mask every text with the current rules, placing all values in one store round trip."""
-    found = find_values(rules_snapshot(), texts)
-    return masked_texts(found, get_store().allocate(namespace, found.allocations()))
-
-
 async def amask_texts(
     *, namespace: str, texts: Sequence[str], snapshot: Snapshot, store: AsyncMappingStore
 ) -> MaskedTexts:
-    """mask_texts for the async request path, with the snapshot and store it already holds."""
+    """Mask every text with the request's snapshot, placing all values in one store round
+    trip."""
     found = find_values(snapshot, texts)
     return masked_texts(found, await store.allocate(namespace, found.allocations()))

@@ -88,11 +88,6 @@ def master_principal(key: str) -> KeyPrincipal | None:
     return None
 
 
-def authenticate_key(key: str) -> KeyPrincipal:
-    """The principal for a presented key; raises AuthenticationError for anything else."""
-    return master_principal(key) or _load_key(key).principal
-
-
 @dataclass(frozen=True)
 class _LoadedKey:
     principal: KeyPrincipal

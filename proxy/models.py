@@ -61,11 +61,6 @@ class ApiKey(models.Model):
             message = "Letters, digits and _ . : - (1-64), starting with a letter or digit."
             raise ValidationError({"namespace": message})
 
-    def revoke(self) -> None:
-        self.revoked_at = timezone.now()
-        self.enabled = False
-        self.save(update_fields=["revoked_at", "enabled"])
-
 
 class AuditRecord(models.Model):
     """One proxied request: who, what, how it went, and counts — never a value or placeholder."""

@@ -499,7 +499,7 @@ async def _restored_stream(
                 status=status,
                 error_type=error_type,
                 upstream_latency_ms=upstream_ms,
-                restored_total=restorer.stats.restored,
+                restored_total=restorer.restored,
                 upstream_failed=upstream_failed,
             )
         )

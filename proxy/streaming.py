@@ -50,17 +50,6 @@ class SSEEvent:
     raw: bytes
 
 
-@dataclass(frozen=True)
-class StreamStats:
-    """Counts for logs and the audit row; never any text."""
-
-    restored: int  # placeholders restored, in deltas and in block starts
-    max_held: int  # most characters any block held back at once
-    events_in: int  # events read from the provider
-    events_out: int  # events sent to the client, flushed deltas included
-    events_dropped: int  # deltas all held back (sent later), or a trailing event cut short
-
-
 class SSEParser:
     """Splits a byte stream into server-sent events, however the bytes are chunked.
 
@@ -213,11 +202,7 @@ class StreamRestorer:
         self._parser = SSEParser()
         # One unmasker per block and delta type (in practice one per block).
         self._unmaskers: dict[tuple[int, str], StreamUnmasker] = {}
-        self._events_in = 0
-        self._events_out = 0
-        self._events_dropped = 0
         self._restored = 0  # by retired unmaskers and in block starts
-        self._max_held = 0  # by retired unmaskers
         self._finished = False
         self._error_type: str | None = None
 
@@ -237,15 +222,10 @@ class StreamRestorer:
         return self._parser.truncated
 
     @property
-    def stats(self) -> StreamStats:
-        live = self._unmaskers.values()
-        return StreamStats(
-            restored=self._restored + sum(u.restored for u in live),
-            max_held=max([self._max_held, *(u.max_held for u in live)]),
-            events_in=self._events_in,
-            events_out=self._events_out,
-            events_dropped=self._events_dropped,
-        )
+    def restored(self) -> int:
+        """How many placeholders were restored, in deltas and in block starts (for the audit
+        row)."""
+        return self._restored + sum(u.restored for u in self._unmaskers.values())
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send to the client now for this chunk from the provider."""
@@ -261,15 +241,12 @@ class StreamRestorer:
             if _load(event.data) is None:
                 # Cut inside its data: relaying a fragment would corrupt the next event the
                 # client reads. The caller sees truncated and can send an error event.
-                self._events_in += 1
-                self._events_dropped += 1
                 continue
             self._handle(replace(event, raw=_render(event)), out)
         self._flush_all(out)
         return b"".join(out)
 
     def _handle(self, event: SSEEvent, out: list[bytes]) -> None:
-        self._events_in += 1
         if event.event == "error":
             event = self._replace_gateway_error(event)
         if event.event in _FINAL_EVENTS:
@@ -277,12 +254,12 @@ class StreamRestorer:
             if event.event == "error":
                 self._error_type = _error_type(event.data)
         if not self._restore:
-            self._send(out, event.raw)
+            out.append(event.raw)
             return
         payload = _load(event.data)
         kind = payload.get("type") if payload is not None else None
         if payload is None or not isinstance(kind, str):
-            self._send(out, event.raw)
+            out.append(event.raw)
         elif kind == "content_block_delta":
             self._delta(event, payload, out)
         elif kind == "content_block_start":
@@ -292,7 +269,7 @@ class StreamRestorer:
                 self._flush_block(payload.get("index"), out)
             elif kind in _END_EVENTS:
                 self._flush_all(out)
-            self._send(out, event.raw)
+            out.append(event.raw)
 
     def _replace_gateway_error(self, event: SSEEvent) -> SSEEvent:
         payload = _load(event.data)
@@ -308,7 +285,7 @@ class StreamRestorer:
     def _delta(self, event: SSEEvent, payload: dict[str, Any], out: list[bytes]) -> None:
         index, delta = payload.get("index"), payload.get("delta")
         if not isinstance(index, int) or not isinstance(delta, dict):
-            self._send(out, event.raw)
+            out.append(event.raw)
             return
         kind = delta.get("type")
         if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
@@ -317,12 +294,12 @@ class StreamRestorer:
             self._send_rewritten(out, event, payload, "delta", restored_delta)
             return
         if not isinstance(kind, str) or kind not in _RESTORED_DELTAS:
-            self._send(out, event.raw)
+            out.append(event.raw)
             return
         field, json_mode = _RESTORED_DELTAS[kind]
         text = delta.get(field)
         if not isinstance(text, str):
-            self._send(out, event.raw)
+            out.append(event.raw)
             return
         unmasker = self._unmaskers.get((index, kind))
         if unmasker is None:
@@ -330,18 +307,16 @@ class StreamRestorer:
             self._unmaskers[index, kind] = unmasker
         restored = unmasker.feed(text)
         if restored == text:
-            self._send(out, event.raw)
-        elif not restored:
-            self._events_dropped += 1  # all held back; the text goes out with a later delta
-        else:
+            out.append(event.raw)
+        elif restored:  # else all held back: the text goes out with a later delta
             rewritten = {**payload, "delta": {**delta, field: restored}}
-            self._send(out, encode_sse(event.event or "content_block_delta", rewritten))
+            out.append(encode_sse(event.event or "content_block_delta", rewritten))
 
     def _start(self, event: SSEEvent, payload: dict[str, Any], out: list[bytes]) -> None:
         index, block = payload.get("index"), payload.get("content_block")
         self._flush_block(index, out)  # a reused index (never seen) closes the old block
         if not isinstance(block, dict):
-            self._send(out, event.raw)
+            out.append(event.raw)
             return
         # The places a whole reply's blocks are restored in, and no others (names never).
         self._send_rewritten(
@@ -353,10 +328,10 @@ class StreamRestorer:
     ) -> None:
         """The event as received when payload[key] is unchanged, else re-encoded with value."""
         if value == payload[key]:
-            self._send(out, event.raw)
+            out.append(event.raw)
         else:
             rewritten = {**payload, key: value}
-            self._send(out, encode_sse(event.event or str(payload.get("type")), rewritten))
+            out.append(encode_sse(event.event or str(payload.get("type")), rewritten))
 
     def _unmask(self, text: str) -> str:
         restored, count = unmask_counted(text, self._restore)
@@ -375,7 +350,6 @@ class StreamRestorer:
         unmasker = self._unmaskers.pop(key)
         held = unmasker.flush()
         self._restored += unmasker.restored
-        self._max_held = max(self._max_held, unmasker.max_held)
         if held:
             index, kind = key
             field = _RESTORED_DELTAS[kind][0]
@@ -384,11 +358,7 @@ class StreamRestorer:
                 "index": index,
                 "delta": {"type": kind, field: held},
             }
-            self._send(out, encode_sse("content_block_delta", payload))
-
-    def _send(self, out: list[bytes], data: bytes) -> None:
-        out.append(data)
-        self._events_out += 1
+            out.append(encode_sse("content_block_delta", payload))
 
 
 def _load(data: str) -> dict[str, Any] | None:

@@ -128,13 +128,24 @@ def test_sensitive_term_never_appears_in_its_own_label(admin_client: Client) -> 
     assert "secret-bucket-name" not in str(term)
 
 
+# Another process, asking for its rules as a request does (arules_snapshot keeps them until
+# the version in Redis moves).
 CHILD = """
 import sys, django
 django.setup()
-from patterns.services import rules_snapshot
+from asgiref.sync import async_to_sync
+from patterns.services import arules_snapshot
+from patterns.store import build_async_store
+
+async def names():
+    store = build_async_store()
+    try:
+        return sorted(c.spec.name for c in (await arules_snapshot(store.control)).patterns)
+    finally:
+        await store.aclose()
+
 for line in sys.stdin:
-    names = sorted(c.spec.name for c in rules_snapshot().patterns)
-    print(json.dumps(names), flush=True)
+    print(json.dumps(async_to_sync(names)()), flush=True)
 """
 
 

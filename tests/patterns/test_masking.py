@@ -1,16 +1,17 @@
-"""Masking through the seeded library and the real Redis store, as the proxy will use it."""
+"""Masking through the seeded library and the real Redis store, by the functions the proxy's
+request path calls (arules_snapshot, amask_texts)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
+from asgiref.sync import async_to_sync
 
 from patterns import services
 from patterns.engine import unmask
-from patterns.services import amask_texts, mask_texts, rules_snapshot
+from patterns.services import MaskedTexts, amask_texts, arules_snapshot
 from patterns.store import build_async_store, get_store
 from tests.spec_example import SPEC_TEXT, SPEC_VALUES
 
@@ -25,47 +26,45 @@ def fresh_rules() -> Iterator[None]:
     services._current = None
 
 
+@async_to_sync
+async def masked_as_a_request(*, namespace: str, texts: Sequence[str]) -> MaskedTexts:
+    """As a request masks its texts: the rules for the version in Redis, then one allocation
+    (async_to_sync runs the rules' database read on this thread, inside the test's
+    transaction)."""
+    store = build_async_store()
+    try:
+        snapshot = await arules_snapshot(store.control)
+        return await amask_texts(namespace=namespace, texts=texts, snapshot=snapshot, store=store)
+    finally:
+        await store.aclose()
+
+
 def test_spec_example_is_masked_restored_and_stable(namespace: str) -> None:
-    first = mask_texts(namespace=namespace, texts=[SPEC_TEXT])
+    first = masked_as_a_request(namespace=namespace, texts=[SPEC_TEXT])
     masked = first.texts[0]
     for value in SPEC_VALUES:
         assert value not in masked
     assert len(first.restore) == len(SPEC_VALUES)
     assert unmask(masked, first.restore) == SPEC_TEXT
     placeholder_of = {value: placeholder for placeholder, value in first.restore.items()}
-    later = mask_texts(namespace=namespace, texts=["다시: i-abcdef1234567890a, vpc-12345678"])
+    later = masked_as_a_request(
+        namespace=namespace, texts=["다시: i-abcdef1234567890a, vpc-12345678"]
+    )
     expected = f"다시: {placeholder_of['i-abcdef1234567890a']}, {placeholder_of['vpc-12345678']}"
     assert later.texts == (expected,)
 
 
 def test_texts_of_one_request_share_placeholders(namespace: str) -> None:
-    result = mask_texts(
+    result = masked_as_a_request(
         namespace=namespace, texts=["system: vpc-12345678", "user: vpc-12345678 and sg-12345678"]
     )
     assert result.texts == ("system: AWS_VPC_001", "user: AWS_VPC_001 and AWS_SG_001")
     assert result.counts == {"aws_vpc_id": 2, "aws_security_group_id": 1}
 
 
-def test_async_masking_matches_sync_masking(namespace: str) -> None:
-    expected = mask_texts(namespace=namespace, texts=[SPEC_TEXT])
-    snapshot = rules_snapshot()
-
-    async def run() -> tuple[str, ...]:
-        store = build_async_store()
-        try:
-            result = await amask_texts(
-                namespace=namespace, texts=[SPEC_TEXT], snapshot=snapshot, store=store
-            )
-        finally:
-            await store.aclose()
-        return result.texts
-
-    assert asyncio.run(run()) == expected.texts
-
-
 def test_no_value_reaches_the_logs(namespace: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    result = mask_texts(namespace=namespace, texts=[SPEC_TEXT])
+    result = masked_as_a_request(namespace=namespace, texts=[SPEC_TEXT])
     unmask(result.texts[0], result.restore)
     for value in SPEC_VALUES:
         assert value not in caplog.text

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import override_settings
 
 from patterns import services
+from patterns.engine import Snapshot
 from patterns.library import DEFAULT_PATTERNS
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
-from patterns.services import RulesUnavailable, load_snapshot, rules_snapshot
-from patterns.store import ControlStoreUnavailable, get_store
+from patterns.services import RulesUnavailable, arules_snapshot, load_snapshot
+from patterns.store import ControlStoreUnavailable, build_async_store, get_store
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +25,17 @@ def fresh_rules() -> Iterator[None]:
     yield
     services._current = None
     get_store.cache_clear()
+
+
+@async_to_sync
+async def request_rules() -> Snapshot:
+    """The rules as a request gets them, on a store of its own (async_to_sync runs the
+    database read on this thread, inside the test's transaction)."""
+    store = build_async_store()
+    try:
+        return await arules_snapshot(store.control)
+    finally:
+        await store.aclose()
 
 
 def test_every_library_entry_is_seeded_and_passes_its_own_examples() -> None:
@@ -44,10 +57,10 @@ def test_snapshot_holds_enabled_rules_only() -> None:
 
 
 def test_snapshot_is_reused_until_the_version_moves() -> None:
-    first = rules_snapshot()
-    assert rules_snapshot() is first
+    first = request_rules()
+    assert request_rules() is first
     get_store().control.bump_rules_version()
-    second = rules_snapshot()
+    second = request_rules()
     assert second is not first
     assert second.version != first.version
 
@@ -73,7 +86,7 @@ def test_rules_fail_closed_when_redis_is_unreachable(closed_port: int) -> None:
     }
     get_store.cache_clear()
     with override_settings(CACHES=caches), pytest.raises(ControlStoreUnavailable):
-        rules_snapshot()
+        request_rules()
 
 
 def test_no_enabled_rule_at_all_fails_closed() -> None:
