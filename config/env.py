@@ -1,11 +1,14 @@
 """Typed readers for settings from environment variables; an empty variable counts as unset."""
 
+import logging
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -75,8 +78,33 @@ def env_list(name: str, default: Sequence[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_secret(name: str) -> str | None:
-    """Return NAME, else the stripped contents of the file named by NAME_FILE, else None."""
+def env_secret(name: str, *, formerly: str | None = None) -> str | None:
+    """Return NAME, else the stripped contents of the file named by NAME_FILE, else None.
+
+    formerly: the variable's deprecated name, read the same way (with a warning) when NAME is
+    unset. Both set is refused: one of two secrets would be silently ignored.
+    """
+    value = _secret(name)
+    if formerly is None:
+        return value
+    former = _secret(formerly)
+    if former is None:
+        return value
+    if value is not None:
+        raise ImproperlyConfigured(
+            f"{_given_as(name)} and {_given_as(formerly)} are both set: {formerly} is the "
+            f"former name of {name}; keep {name} (or {name}_FILE) only"
+        )
+    logger.warning("%s is deprecated: set %s (or %s_FILE) instead", _given_as(formerly), name, name)
+    return former
+
+
+def _given_as(name: str) -> str:
+    """NAME when it is set, else NAME_FILE: the variable a secret was read from."""
+    return name if _read(name) is not None else f"{name}_FILE"
+
+
+def _secret(name: str) -> str | None:
     value = _read(name)
     if value is not None:
         return value

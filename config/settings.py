@@ -251,7 +251,9 @@ REST_FRAMEWORK = {
 
 # The proxy and its provider. Secrets come from the environment or NAME_FILE only.
 ANTHROPIC_API_KEY = env_secret("ANTHROPIC_API_KEY")
-LITELLM_MASTER_KEY = env_secret("LITELLM_MASTER_KEY")
+# An extra client key, the operator's own (not LiteLLM's: LiteLLM runs in-process and has no
+# key of its own here). LITELLM_MASTER_KEY, its former name, is still read, with a warning.
+PROXY_MASTER_KEY = env_secret("PROXY_MASTER_KEY", formerly="LITELLM_MASTER_KEY")
 PROXY_UPSTREAM_BASE_URL = env_str("PROXY_UPSTREAM_BASE_URL", "https://api.anthropic.com")
 PROXY_UPSTREAM_TIMEOUT = env_float("PROXY_UPSTREAM_TIMEOUT", 600.0, minimum=1.0)
 PROXY_UPSTREAM_CONNECT_TIMEOUT = env_float("PROXY_UPSTREAM_CONNECT_TIMEOUT", 5.0, minimum=0.1)

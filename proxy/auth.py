@@ -80,7 +80,8 @@ def is_metrics_token(token: str | None) -> bool:
 
 
 def master_principal(key: str) -> KeyPrincipal | None:
-    master = settings.LITELLM_MASTER_KEY
+    """The master key's principal when key is PROXY_MASTER_KEY (compared in constant time)."""
+    master = settings.PROXY_MASTER_KEY
     if master and secret_matches(key, master):
         return KeyPrincipal(
             key_id=None, name="master key", prefix="master", namespace=MASTER_NAMESPACE

@@ -26,7 +26,8 @@ PROXY_OWN_VARIABLES = frozenset(
         "TEST_DATABASE_URL",
         "REDIS_URL",
         "REDIS_SENTINEL_PASSWORD",
-        "LITELLM_MASTER_KEY",
+        "PROXY_MASTER_KEY",
+        "LITELLM_MASTER_KEY",  # PROXY_MASTER_KEY's former name, still read
         "METRICS_TOKEN",
     }
 )

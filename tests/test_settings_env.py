@@ -15,12 +15,13 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 VAR = "MASKPROXY_TEST_VARIABLE"
+FORMER = "MASKPROXY_TEST_FORMER_NAME"
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(VAR, raising=False)
-    monkeypatch.delenv(f"{VAR}_FILE", raising=False)
+    for name in (VAR, f"{VAR}_FILE", FORMER, f"{FORMER}_FILE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_str_returns_value_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,6 +161,49 @@ def test_secret_empty_file_is_rejected(monkeypatch: pytest.MonkeyPatch, tmp_path
         env_secret(VAR)
 
 
+def test_secret_former_name_is_read_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(FORMER, "old-name-secret")
+    assert env_secret(VAR, formerly=FORMER) == "old-name-secret"
+    assert f"{FORMER} is deprecated: set {VAR} (or {VAR}_FILE) instead" in caplog.text
+    assert "old-name-secret" not in caplog.text
+
+
+def test_secret_former_name_file_is_read_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("from-the-old-file\n", encoding="utf-8")
+    monkeypatch.setenv(f"{FORMER}_FILE", str(secret))
+    assert env_secret(VAR, formerly=FORMER) == "from-the-old-file"
+    assert f"{FORMER}_FILE is deprecated" in caplog.text
+
+
+def test_secret_new_name_alone_is_read_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(VAR, "new-name-secret")
+    assert env_secret(VAR, formerly=FORMER) == "new-name-secret"
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("new", [VAR, f"{VAR}_FILE"])
+@pytest.mark.parametrize("old", [FORMER, f"{FORMER}_FILE"])
+def test_secret_set_under_both_names_is_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, new: str, old: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("in-a-file", encoding="utf-8")
+    for name in (new, old):
+        monkeypatch.setenv(name, str(secret) if name.endswith("_FILE") else "a-secret")
+    with pytest.raises(ImproperlyConfigured) as refused:
+        env_secret(VAR, formerly=FORMER)
+    message = str(refused.value)
+    assert f"{new} and {old} are both set" in message
+    assert "a-secret" not in message and "in-a-file" not in message
+
+
 def _in_fresh_interpreter(
     code: str, dropped: Callable[[str], bool], **overrides: str
 ) -> subprocess.CompletedProcess[str]:
@@ -197,6 +241,51 @@ def test_settings_refuse_to_load_without_secret_key_when_debug_is_off() -> None:
 def test_settings_load_without_secret_key_in_debug() -> None:
     result = _import_settings(DJANGO_DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+MASTER_KEY_VARIABLES = {
+    "PROXY_MASTER_KEY",
+    "PROXY_MASTER_KEY_FILE",
+    "LITELLM_MASTER_KEY",
+    "LITELLM_MASTER_KEY_FILE",
+}
+
+
+def _master_key(**overrides: str) -> subprocess.CompletedProcess[str]:
+    """settings.PROXY_MASTER_KEY as JSON, from a fresh interpreter with no master key
+    variable but overrides."""
+    code = "import json, config.settings as s; print(json.dumps(s.PROXY_MASTER_KEY))"
+    return _in_fresh_interpreter(
+        code, MASTER_KEY_VARIABLES.__contains__, **_with_secret(**overrides)
+    )
+
+
+def test_master_key_is_read_from_proxy_master_key() -> None:
+    result = _master_key(PROXY_MASTER_KEY="sk-new-name")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "sk-new-name"
+    assert "deprecated" not in result.stderr
+
+
+def test_master_key_is_none_by_default() -> None:
+    result = _master_key()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) is None
+
+
+def test_litellm_master_key_is_still_accepted_with_a_deprecation_warning() -> None:
+    result = _master_key(LITELLM_MASTER_KEY="sk-old-name")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == "sk-old-name"
+    assert "LITELLM_MASTER_KEY is deprecated: set PROXY_MASTER_KEY" in result.stderr
+    assert "sk-old-name" not in result.stderr
+
+
+def test_master_key_under_both_names_is_refused() -> None:
+    result = _master_key(PROXY_MASTER_KEY="sk-new-name", LITELLM_MASTER_KEY="sk-old-name")
+    assert result.returncode != 0
+    assert "PROXY_MASTER_KEY and LITELLM_MASTER_KEY are both set" in result.stderr
+    assert "sk-new-name" not in result.stderr and "sk-old-name" not in result.stderr
 
 
 def _default_database(**overrides: str) -> subprocess.CompletedProcess[str]:

@@ -55,6 +55,14 @@ FAULTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def master_key_set() -> Iterator[None]:
+    # The proxy holds a master key, so that not finding it in what the provider received
+    # means something.
+    with override_settings(PROXY_MASTER_KEY=MASTER_KEY):
+        yield
+
+
 @pytest.fixture
 def everything_at_debug(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     # caplog first: it puts back the levels it found, so it must find the original ones.

@@ -9,6 +9,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from django.test import override_settings
 
 from tests.fakes.anthropic_upstream import SIGNATURE, THINKING_TEXT, FakeAnthropic
 from tests.live import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
@@ -197,6 +198,7 @@ def test_system_messages_inside_messages_and_beta_query_are_accepted(
     assert upstream.requests[-1].headers.get("anthropic-beta") == "test-beta-2025"
 
 
+@override_settings(PROXY_MASTER_KEY=MASTER_KEY)
 def test_spec_curl_example_with_the_master_key(
     proxy_url: str, upstream: FakeAnthropic, seeded_rules: None
 ) -> None:
