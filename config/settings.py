@@ -262,6 +262,9 @@ PROXY_DEFAULT_ROUTE = env_bool("PROXY_DEFAULT_ROUTE", True)
 # The environment variables model routes may read their provider keys from (names only): an
 # admin can then not point a route at a host of theirs with any other secret of this server.
 PROXY_ROUTE_CREDENTIALS = env_list("PROXY_ROUTE_CREDENTIALS", [])
+# Where the repository's docs/ folder can be read (its pages are appended): the admin index
+# links each page. Empty: the index names the pages without links.
+PROXY_DOCS_URL = env_str("PROXY_DOCS_URL", "")
 # The deep health check (/health?deep=1) asks this model for one token.
 PROXY_HEALTH_MODEL = env_str("PROXY_HEALTH_MODEL", "claude-haiku-4-5")
 PROXY_HEALTH_PROBE_TIMEOUT = env_float("PROXY_HEALTH_PROBE_TIMEOUT", 10.0, minimum=0.1)

@@ -8,7 +8,10 @@ from proxy.dashboard import dashboard
 # Every admin page names the product, not the framework.
 admin.site.site_header = "Masking proxy administration"
 admin.site.site_title = "Masking proxy admin"
-admin.site.index_title = "Masking rules, API keys and model routes"
+admin.site.index_title = "Masking proxy: masking rules, API keys and model routes"
+# No "View site" link: the proxy has no home page ("/" is an API 404); the index links the
+# dashboard and the docs instead.
+admin.site.site_url = None
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
