@@ -1,4 +1,5 @@
-"""Logging: the spec's line format, JSON lines, request ids, one line per record."""
+"""Logging: the classic line format (2025-08-22 12:44:30,695 - module - INFO - message), JSON
+lines, request ids, one line per record."""
 
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ def test_every_positive_example_stays_fully_masked_in_the_whole_library(
             assert _covered(everything, finding.start, finding.end), (example, finding.value)
 
 
-# --- the example from the specification ----------------------------------------------------
+# --- the masking scenario every build must pass (tests/spec_example.py) ---------------------
 
 
 def test_spec_example_leaves_none_of_its_values(library: Snapshot) -> None:
@@ -494,7 +494,7 @@ def test_harmless_parts_of_the_snippets_stay_visible(library: Snapshot) -> None:
 # --- behaviours worth a name -------------------------------------------------------------
 
 
-def test_access_key_with_digits_from_the_spec_is_masked(library: Snapshot) -> None:
+def test_an_access_key_id_with_digits_is_masked(library: Snapshot) -> None:
     assert values(library, "key AKIA1234567890ABCDEF") == ["AKIA1234567890ABCDEF"]
 
 

@@ -1,7 +1,7 @@
 """Whole-request consistency through the live proxy: a value found with its context in one
 turn is masked where a later turn names it bare (in the same request, and in the namespace's
-later requests), and the spec's Korean lists with particles
-glued to each value leave nothing and come back exactly (SDK -> proxy -> LiteLLM -> fake)."""
+later requests), and Korean lists of AWS resources with particles (에, 와, 를, 은) glued to
+each value leave nothing and come back exactly (SDK -> proxy -> LiteLLM -> fake)."""
 
 from __future__ import annotations
 

@@ -199,7 +199,7 @@ def test_system_messages_inside_messages_and_beta_query_are_accepted(
 
 
 @override_settings(PROXY_MASTER_KEY=MASTER_KEY)
-def test_spec_curl_example_with_the_master_key(
+def test_a_plain_http_request_with_the_master_key_is_masked_in_the_master_namespace(
     proxy_url: str, upstream: FakeAnthropic, seeded_rules: None
 ) -> None:
     response = httpx.post(
