@@ -22,6 +22,8 @@ from patterns.scan_cache import ScopedCache
 
 Findings = tuple[tuple[Finding, ...], ...]
 FIXPOINT_ROUNDS = 3
+# The scan cache's kind for what scanning a text masked with stand-ins revealed.
+REVEALED = "revealed"
 
 
 def masked_until_settled(
@@ -63,7 +65,7 @@ def found_in_masked(
             continue
         # The text's last masking and what it revealed: equal findings (most often the very
         # objects the cache gave for the text) reveal the same.
-        cached = cache.get("revealed", (text,)) if cache is not None else None
+        cached = cache.get(REVEALED, (text,)) if cache is not None else None
         if cached is not None and cached[0] == found:
             revealed[index] = cached[1]
         else:
@@ -74,7 +76,7 @@ def found_in_masked(
             revealed[index] = extra = stand_ins.outside(new)
             if cache is not None:
                 found = findings[index]
-                cache.put("revealed", (texts[index],), (found, extra), len(found) + len(extra))
+                cache.put(REVEALED, (texts[index],), (found, extra), len(found) + len(extra))
     result = tuple(
         merged(found, extra) if extra else found
         for found, extra in zip(findings, revealed, strict=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from patterns.engine import (
     PLACEHOLDER_LITERAL_PATTERN,
@@ -35,12 +35,15 @@ from patterns.engine import (
     Snapshot,
     is_distinctive,
 )
-from patterns.fixpoint import masked_until_settled
+from patterns.fixpoint import REVEALED, masked_until_settled
 from patterns.occurrences import KnownValues, merged, unglued
-from patterns.scan_cache import ScopedCache, scoped
+from patterns.scan_cache import ScanCache, ScopedCache, scoped
 from patterns.settled import groups as run_groups
 
 Findings = tuple[tuple[Finding, ...], ...]
+# Per text (by index): the findings it was first masked with, and what scanning it masked
+# revealed (patterns.fixpoint, the scan cache's "revealed" entries).
+Revealed = list[tuple[int, tuple[Finding, ...], tuple[Finding, ...]]]
 T = TypeVar("T")
 PARENT_CHECK_SECONDS = 1.0
 
@@ -217,14 +220,49 @@ def _finish_job(
     rules: Findings | None,
     known: Findings | None,
     learned: frozenset[str],
-) -> tuple[Findings, int, float]:
+) -> tuple[Findings, Revealed, int, float]:
     started = time.process_time()
     budget = FindingBudget(limit) if limit is not None else None
+    revealing = _Revealing()
     findings = find_in_texts(
-        _snapshot(source), texts, runs, budget, known, learned=learned, rules=rules
+        _snapshot(source),
+        texts,
+        runs,
+        budget,
+        known,
+        learned=learned,
+        rules=rules,
+        cache=revealing,
     )
     spent = limit - budget.remaining if budget is not None and limit is not None else 0
-    return findings, spent, time.process_time() - started
+    return findings, revealing.first_of(texts), spent, time.process_time() - started
+
+
+class _Revealing(ScopedCache):
+    """No cache (every look-up misses, as without one), but it keeps what the fixpoint's
+    first scan of each masked text revealed, with the findings it was masked with."""
+
+    def __init__(self) -> None:
+        super().__init__(ScanCache(max_bytes=0), scope="")
+        self._first: dict[int, tuple[str, Any]] = {}
+
+    def get(self, kind: str, parts: Sequence[str]) -> Any | None:
+        return None
+
+    def put(
+        self, kind: str, parts: Sequence[str], value: Any, findings: int = 0, size: int = 0
+    ) -> None:
+        if kind == REVEALED and id(parts[0]) not in self._first:
+            self._first[id(parts[0])] = (parts[0], value)
+
+    def first_of(self, texts: Sequence[str]) -> Revealed:
+        revealed: Revealed = []
+        for index, text in enumerate(texts):
+            kept = self._first.get(id(text))
+            if kept is not None and kept[0] is text:
+                found, extra = kept[1]
+                revealed.append((index, found, extra))
+        return revealed
 
 
 def _ready() -> bool:
@@ -293,18 +331,19 @@ class Scanner:
         budget: FindingBudget | None,
         rules: Findings | None,
         known: Findings | None,
-    ) -> tuple[Findings, float]:
+    ) -> tuple[Findings, Revealed, float]:
         """find_in_texts with what the rules found already (None: the child finds it), in the
-        child (blocking): every
-        other occurrence and the fixpoint, whose work grows with the findings, away from the
-        serving process's GIL; and the CPU seconds it took there."""
+        child (blocking): every other occurrence and the fixpoint, whose work grows with the
+        findings, away from the serving process's GIL; what the fixpoint's first scan of
+        each masked text revealed (for this process's scan cache), and the CPU seconds it
+        took there."""
         # The namespace's values that stand in the texts: those the child need not spread
         # again (a learned value that stands nowhere has no occurrence to spread).
         learned = frozenset(f.value for found in known or () for f in found)
         executor = self._executor()
         limit = budget.remaining if budget is not None else None
         try:
-            findings, spent, cpu_seconds = executor.submit(
+            findings, revealed, spent, cpu_seconds = executor.submit(
                 _finish_job, _source(snapshot), list(texts), runs, limit, rules, known, learned
             ).result()
         except BrokenProcessPool:
@@ -312,7 +351,7 @@ class Scanner:
             raise ScannerUnavailable("The scanning process stopped.") from None
         if budget is not None:
             budget.spend(spent)
-        return findings, cpu_seconds
+        return findings, revealed, cpu_seconds
 
     async def aclose(self) -> None:
         """Stop the child (at shutdown): pending scans are cancelled, a running one ends."""
@@ -410,11 +449,18 @@ class Elsewhere:
         budget: FindingBudget | None,
         rules: Findings | None,
         known: Findings | None,
+        cache: ScopedCache | None = None,
     ) -> Findings:
-        findings, cpu_seconds = self.scanner.finish_in_child(
+        """The texts' findings, found in the child. cache: gets what the child's fixpoint
+        revealed in each masked text, so that the conversation's next turn, which settles
+        its history here, does not scan the whole history masked again."""
+        findings, revealed, cpu_seconds = self.scanner.finish_in_child(
             self.snapshot, texts, runs, budget, rules, known
         )
         self.spent(cpu_seconds)
+        if cache is not None:
+            for index, found, extra in revealed:
+                cache.put(REVEALED, (texts[index],), (found, extra), len(found) + len(extra))
         return findings
 
 

@@ -202,7 +202,7 @@ def _findings(
     learned = known or ()
     if elsewhere is not None and elsewhere.too_large(texts):
         found_known = known.find(texts, budget, cache) if known else None
-        return elsewhere.finish(texts, runs, budget, None, found_known)
+        return elsewhere.finish(texts, runs, budget, None, found_known, cache)
     scan = elsewhere.scan if elsewhere is not None else scan_here(snapshot)
     if cache is not None:
         settled = _find_settled(texts, runs, budget, known, cache, scan, elsewhere)
@@ -211,7 +211,7 @@ def _findings(
     found_known = known.find(texts, budget, cache) if known else None
     rules, new_chars = by_rules(texts, runs, budget, cache, scan)
     if elsewhere is not None and elsewhere.finishes(texts, rules, new_chars, learned):
-        findings = elsewhere.finish(texts, runs, budget, rules, found_known)
+        findings = elsewhere.finish(texts, runs, budget, rules, found_known, cache)
     else:
         findings = find_in_texts(
             snapshot,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 
@@ -10,7 +11,7 @@ import pytest
 
 from patterns.engine import Finding, FindingBudget, TooManyFindings, build_snapshot
 from patterns.library import DEFAULT_PATTERNS
-from patterns.occurrences import KnownValues
+from patterns.occurrences import KnownValues, learnable
 from patterns.scanner import (
     FINISH_HERE_MAX_CHARS,
     FINISH_HERE_MAX_NEW_VALUES,
@@ -22,6 +23,7 @@ from patterns.scanner import (
     holds_values,
     scan_here,
 )
+from patterns.services import find_values
 
 SNAPSHOT = build_snapshot((entry.to_spec() for entry in DEFAULT_PATTERNS), version="v1")
 TEXTS = ["restart i-0123456789abcdef0", "AWS account ", "123456789012 and vpc-0a1b", "2c3d"]
@@ -74,6 +76,35 @@ def test_the_child_finishes_a_request_as_this_process_would(scanner: Scanner) ->
     assert len(spent) == 3
     with pytest.raises(TooManyFindings):
         far.finish(texts, runs, FindingBudget(1), rules, known)
+
+
+def test_the_turn_after_one_the_child_finished_scans_none_of_its_history_again(
+    scanner: Scanner,
+) -> None:
+    # A conversation's first request here, with more values than this process spreads: the
+    # child finishes it, fixpoint included. The next turn settles that history here from the
+    # cache, with what the child's fixpoint revealed: only the new turn is scanned, here.
+    history = [
+        f"restart i-{n:017x} in vpc-{n:08x} for account {123456789000 + n}"
+        for n in range(FINISH_HERE_MAX_NEW_VALUES // 2)
+    ]
+    turn = [*history, "and now i-0fedcba9876543210 too"]
+    runs = list(range(len(turn)))
+    scope = f"ns-{uuid.uuid4().hex}"
+    spent: list[float] = []
+    far = scanner.scans(SNAPSHOT, 1_000, spent.append)
+
+    first = find_values(SNAPSHOT, history, runs[:-1], None, None, scope, far)
+    assert len(spent) == 2, "the child scanned the history, then finished it"
+    assert first.findings == find_in_texts(SNAPSHOT, history, runs[:-1])
+    # The namespace learned the values the first request placed (patterns.memory).
+    learned = KnownValues().with_added(f for f in first.firsts.values() if learnable(f))
+    spent.clear()
+    second = find_values(SNAPSHOT, turn, runs, None, learned, scope, far)
+
+    assert spent == [], "nothing of the history was scanned again, in the child or here"
+    expected = find_in_texts(SNAPSHOT, turn, runs, known=learned.find(turn), learned=learned)
+    assert second.findings == expected
 
 
 def test_the_child_keeps_to_the_budget(scanner: Scanner) -> None:
