@@ -78,9 +78,10 @@ class PlacementCache:
         with self._lock:
             entries = self._namespaces.get(namespace, {})
             for item in allocations:
-                entry = entries.get(item.value)
+                value = item.value
+                entry = entries.get(value)
                 if entry is not None and entry[1] >= oldest:
-                    trusted[item.value] = entry[0]
+                    trusted[value] = entry[0]
                 else:
                     missing.append(item)
         return trusted, missing

@@ -239,15 +239,24 @@ async def _placeholders(
     the cache is dropped for the namespace and every value placed again."""
     cache = placement_cache()
     learn = learning()
-    firsts = list(found.firsts.values())
-    trusted, missing = cache.split(namespace, firsts) if cache.enabled else ({}, firsts)
-    placed = await _place(call, store, namespace, [allocation(f, learn=learn) for f in missing])
+    # A long conversation's thousands of values: on a thread for a large request.
+    trusted, missing = await run_cpu(call.work, _split, cache, namespace, found, learn)
+    placed = await _place(call, store, namespace, missing)
     if collides(trusted, placed):
         logger.warning("a placeholder in this process's cache was given again; placing anew")
         cache.forget(namespace)
         trusted, placed = {}, await _place(call, store, namespace, found.allocations(learn=learn))
     cache.remember(namespace, placed)
     return {**trusted, **placed}
+
+
+def _split(
+    cache: PlacementCache, namespace: str, found: FoundValues, learn: bool
+) -> tuple[dict[str, str], list[Allocation]]:
+    """The placeholders the cache trusts, and the allocations of the other values."""
+    firsts = list(found.firsts.values())
+    trusted, missing = cache.split(namespace, firsts) if cache.enabled else ({}, firsts)
+    return trusted, [allocation(f, learn=learn) for f in missing]
 
 
 async def _place(
