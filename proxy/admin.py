@@ -14,12 +14,14 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from patterns.admin import AllowedValueAdmin, PatternAdmin, SensitiveTermAdmin
 from proxy.auth import keys_changed
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord, ModelRoute, RouteFallback
 from proxy.permissions import may_view_keys
 from proxy.route_checks import credential_variable_error
 from proxy.routes import route_from_row
+from proxy.rules_admin import add_export_action
 
 
 @admin.action(description="Revoke selected keys")
@@ -157,6 +159,9 @@ class ModelRouteAdmin(admin.ModelAdmin):
         )
         context = {"subtitle": default, **(extra_context or {})}
         return super().changelist_view(request, context)
+
+
+add_export_action(PatternAdmin, SensitiveTermAdmin, AllowedValueAdmin, ModelRouteAdmin)
 
 
 class CappedCountPaginator(Paginator):
