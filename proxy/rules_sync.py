@@ -22,6 +22,7 @@ from proxy.models import ModelRoute, RouteFallback
 from proxy.routes import routes_changed
 from proxy.rules_document import (
     FALLBACKS,
+    KIND_BY_KEY,
     KINDS,
     DocumentInvalid,
     Entry,
@@ -86,7 +87,7 @@ def _kind_changes(kind: Kind, entries: Iterable[ParsedEntry]) -> Iterable[Change
     for identity, entry in wanted.items():
         row = current.get(identity)
         if row is None:
-            yield Change(kind, "+", _name(entry.values, row=None, entry=entry), entry=entry)
+            yield Change(kind, "+", _name(entry), entry=entry)
             continue
         before = entry_from_row(kind, row)
         changed = tuple(
@@ -95,26 +96,23 @@ def _kind_changes(kind: Kind, entries: Iterable[ParsedEntry]) -> Iterable[Change
             if before[key] != entry.values[key]
         )
         if changed:
-            name = _name(entry.values, row=row, entry=entry)
-            yield Change(kind, "~", name, changed, entry=entry, pk=row.pk)
+            yield Change(kind, "~", _name(entry), changed, entry=entry, pk=row.pk)
     for identity, row in current.items():
         if identity not in wanted:
-            yield Change(kind, "-", _name(entry_from_row(kind, row), row=row), pk=row.pk)
+            # A row's str: SensitiveTerm's names its prefix and id, never the term.
+            yield Change(kind, "-", str(row), pk=row.pk)
 
 
-def _name(values: Entry, *, row: Any, entry: ParsedEntry | None = None) -> str:
-    if entry is not None:
-        where = f" (line {entry.line})"
-        return entry.describe() + where
-    return str(row)  # SensitiveTerm's str names its prefix and id, not the term
+def _name(entry: ParsedEntry) -> str:
+    return f"{entry.describe()} (line {entry.line})"
 
 
 def _check_something_masks(document: ParsedDocument) -> None:
     # What the proxy loads (patterns.services.load_snapshot): enabled patterns not on trial
     # and enabled terms. With neither it fails closed and every request is refused.
     problems: list[Problem] = []
-    patterns = document.of(KINDS[0])
-    terms = document.of(KINDS[1])
+    patterns = document.of(KIND_BY_KEY["patterns"])
+    terms = document.of(KIND_BY_KEY["sensitive_terms"])
     if patterns is None:
         masking = Pattern.objects.filter(enabled=True, trial=False).exists()
     else:
@@ -174,7 +172,7 @@ def apply_import(plan: Plan) -> None:
         for kind in KINDS:
             if not kind.routes:
                 _apply_rules(kind, plan.of(kind))
-        _apply_routes(plan.of(KINDS[3]))
+        _apply_routes(plan.of(KIND_BY_KEY["model_routes"]))
         if plan.rules_change:
             transaction.on_commit(rules_changed)
         if plan.routes_change:
@@ -212,7 +210,7 @@ def _apply_rules(kind: Kind, changes: list[Change]) -> None:
 
 
 def _apply_routes(changes: list[Change]) -> None:
-    kind = KINDS[3]
+    kind = KIND_BY_KEY["model_routes"]
     # Links first: a route another one falls back to is protected from deletion.
     relinked = [c for c in changes if c.action == "-" or _fallbacks_changed(c)]
     RouteFallback.objects.filter(route_id__in=[c.pk for c in relinked if c.pk]).delete()
