@@ -16,6 +16,7 @@ DOCS_PAGES = (
     ("clients.md", "API keys, the endpoints, errors, Claude Code and the SDKs"),
     ("providers.md", "Model routes: aliases, other providers, fallbacks"),
     ("masking.md", "The rules, the default library, the mapping store"),
+    ("rules.md", "Rules as code: export, review in Git, import"),
     ("security.md", "The security model, limits and permissions"),
     ("operations.md", "Health, logs, the audit trail, the dashboard, metrics"),
     ("deployment.md", "Topology, production settings, upgrades, backups"),

@@ -14,6 +14,7 @@ import pytest
 import redis
 import yaml
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from patterns.models import AllowedValue, Pattern, SensitiveTerm
 from patterns.services import rules_changed
@@ -26,6 +27,7 @@ from proxy.rules_sync import plan_import
 
 pytestmark = pytest.mark.django_db
 
+RULES_DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 SECRET_TERM = "Project Nightingale"  # a sensitive term: never in a message or a diff
 
 
@@ -344,3 +346,11 @@ def test_the_document_holds_no_credential_value(monkeypatch: pytest.MonkeyPatch)
     add_samples()
     text = dump_document(build_document())
     assert "ROUTES_TEST_KEY" in text and "sk-never-in-a-document" not in text
+
+
+@override_settings(PROXY_ROUTE_CREDENTIALS=["VLLM_API_KEY"])
+def test_the_example_of_the_docs_is_a_document_the_import_accepts() -> None:
+    text = RULES_DOC.read_text(encoding="utf-8")
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    plan = plan_import(parse_document(example))
+    assert {change.action for change in plan.changes} >= {"+", "-"}  # vs the seeded library
