@@ -19,8 +19,8 @@ from proxy.rules_document import KINDS, build_document, dump_document
 def export_selected_rules(
     modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponse:
-    """A download of the selected rows as a document holding only their list: importing it
-    replaces that whole list with the selection (docs/rules.md)."""
+    """A download of the selected rows as a selection document (selection: true): importing
+    it adds or changes those rows and removes none (docs/rules.md)."""
     kind = next(kind for kind in KINDS if kind.model is modeladmin.model)
     text = dump_document(build_document({kind.key: queryset}))
     response = HttpResponse(text, content_type="application/yaml; charset=utf-8")

@@ -89,8 +89,11 @@ def kind_rows(kind: Kind, queryset: models.QuerySet[Any] | None = None) -> list[
 
 
 def build_document(selection: Mapping[str, models.QuerySet[Any]] | None = None) -> dict[str, Any]:
-    """The document of every kind, or only of the kinds (and rows) a selection names."""
+    """The document of every kind, or only of the kinds (and rows) a selection names: such a
+    document says so (selection: true), and importing it removes nothing."""
     document: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    if selection is not None:
+        document["selection"] = True
     for kind in KINDS:
         if selection is None or kind.key in selection:
             queryset = None if selection is None else selection[kind.key]
@@ -169,9 +172,11 @@ class ParsedEntry:
 
 @dataclass(frozen=True)
 class ParsedDocument:
-    """A checked document: the kinds it lists (a kind it leaves out is not touched)."""
+    """A checked document: the kinds it lists (a kind it leaves out is not touched), and
+    whether it is a selection (its entries are added or changed, none removed)."""
 
     entries: Mapping[str, tuple[ParsedEntry, ...]]
+    selection: bool = False
 
     def of(self, kind: Kind) -> tuple[ParsedEntry, ...] | None:
         return self.entries.get(kind.key)
@@ -238,6 +243,7 @@ def _parse_root(loader: yaml.SafeLoader, root: yaml.Node | None) -> ParsedDocume
         message = "the document must be a mapping (schema_version: 1, patterns: [...], ...)"
         raise DocumentInvalid([Problem(line, message)])
     version_line = None
+    selection = False
     lists: dict[str, tuple[yaml.Node, int]] = {}
     for key, value, line in _pairs(root, problems, "document"):
         if key == "schema_version":
@@ -246,10 +252,14 @@ def _parse_root(loader: yaml.SafeLoader, root: yaml.Node | None) -> ParsedDocume
             if version != SCHEMA_VERSION or isinstance(version, bool):
                 message = f"schema_version {version!r} is not {SCHEMA_VERSION}, the one read here"
                 problems.append(Problem(line, message))
+        elif key == "selection":
+            selection = _scalar(loader, value, problems)
+            if not isinstance(selection, bool):
+                problems.append(Problem(line, f"selection {selection!r} is not true or false"))
         elif key in KIND_BY_KEY:
             lists[key] = (value, line)
         else:
-            known = ", ".join(["schema_version", *KIND_BY_KEY])
+            known = ", ".join(["schema_version", "selection", *KIND_BY_KEY])
             problems.append(Problem(line, f"unknown key {key!r} (known: {known})"))
     if version_line is None:
         message = f"schema_version is missing (schema_version: {SCHEMA_VERSION})"
@@ -263,7 +273,7 @@ def _parse_root(loader: yaml.SafeLoader, root: yaml.Node | None) -> ParsedDocume
         problems.extend(_fallback_problems(routes))
     if problems:
         raise DocumentInvalid(problems)
-    return ParsedDocument(entries)
+    return ParsedDocument(entries, selection=selection is True)
 
 
 def _parse_list(

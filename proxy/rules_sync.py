@@ -1,7 +1,8 @@
 """Making the database equal to a checked rules document: the plan (a diff) and applying it.
 
 A kind the document lists is replaced by it: entries are created, changed or deleted so that
-the next export gives the same list. A kind the document leaves out is not touched. The
+the next export gives the same list. A kind the document leaves out is not touched, and a
+selection (the admin's export of chosen rows, selection: true) only adds and changes entries. The
 whole change is one transaction, and each version token (rules, routes) moves once, after
 commit, rather than once per row.
 """
@@ -76,12 +77,12 @@ def plan_import(document: ParsedDocument) -> Plan:
     for kind in KINDS:
         entries = document.of(kind)
         if entries is not None:
-            changes.extend(_kind_changes(kind, entries))
+            changes.extend(_kind_changes(kind, entries, remove=not document.selection))
     _check_something_masks(document)
     return Plan(tuple(changes))
 
 
-def _kind_changes(kind: Kind, entries: Iterable[ParsedEntry]) -> Iterable[Change]:
+def _kind_changes(kind: Kind, entries: Iterable[ParsedEntry], *, remove: bool) -> Iterable[Change]:
     current = {getattr(row, kind.identity): row for row in kind_rows(kind)}
     wanted = {entry.identity: entry for entry in entries}
     for identity, entry in wanted.items():
@@ -98,7 +99,7 @@ def _kind_changes(kind: Kind, entries: Iterable[ParsedEntry]) -> Iterable[Change
         if changed:
             yield Change(kind, "~", _name(entry), changed, entry=entry, pk=row.pk)
     for identity, row in current.items():
-        if identity not in wanted:
+        if remove and identity not in wanted:
             # A row's str: SensitiveTerm's names its prefix and id, never the term.
             yield Change(kind, "-", str(row), pk=row.pk)
 
@@ -113,13 +114,13 @@ def _check_something_masks(document: ParsedDocument) -> None:
     problems: list[Problem] = []
     patterns = document.of(KIND_BY_KEY["patterns"])
     terms = document.of(KIND_BY_KEY["sensitive_terms"])
-    if patterns is None:
-        masking = Pattern.objects.filter(enabled=True, trial=False).exists()
-    else:
-        masking = any(e.values["enabled"] and not e.values["trial"] for e in patterns)
-    if terms is None:
-        masking = masking or SensitiveTerm.objects.filter(enabled=True).exists()
-    else:
+    masking = _kept_masking(document, "patterns", Pattern.objects.filter(enabled=True, trial=False))
+    masking = masking or _kept_masking(
+        document, "sensitive_terms", SensitiveTerm.objects.filter(enabled=True)
+    )
+    if patterns is not None:
+        masking = masking or any(e.values["enabled"] and not e.values["trial"] for e in patterns)
+    if terms is not None:
         masking = masking or any(e.values["enabled"] for e in terms)
     if not masking:
         problems.append(
@@ -130,6 +131,19 @@ def _check_something_masks(document: ParsedDocument) -> None:
             )
         )
         raise DocumentInvalid(problems)
+
+
+def _kept_masking(document: ParsedDocument, key: str, enabled: Any) -> bool:
+    """Whether enabled rows of this kind stay that the document does not name: all of them
+    when it leaves the kind out, those it does not list when it is a selection."""
+    kind = KIND_BY_KEY[key]
+    entries = document.of(kind)
+    if entries is None:
+        return bool(enabled.exists())
+    if not document.selection:
+        return False
+    named = [entry.identity for entry in entries]
+    return bool(enabled.exclude(**{f"{kind.identity}__in": named}).exists())
 
 
 # --- the diff --------------------------------------------------------------------------------

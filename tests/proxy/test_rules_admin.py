@@ -38,7 +38,8 @@ def test_selected_patterns_download_as_a_document_of_those_patterns(admin_client
     assert response["Content-Disposition"] == 'attachment; filename="patterns.yaml"'
     text = response.content.decode()
     document = yaml.safe_load(text)
-    assert list(document) == ["schema_version", "patterns"]
+    assert list(document) == ["schema_version", "selection", "patterns"]
+    assert document["selection"] is True  # importing it removes no other pattern
     assert [p["name"] for p in document["patterns"]] == [p.name for p in chosen]
     assert len(parse_document(text).entries["patterns"]) == 3  # the import reads it
 

@@ -223,6 +223,28 @@ def test_a_document_that_leaves_nothing_to_mask_is_refused() -> None:
     plan_import(parse_document(dump_document({"schema_version": 1, "sensitive_terms": []})))
 
 
+def test_a_selection_adds_and_changes_its_rows_and_removes_none() -> None:
+    before = Pattern.objects.count()
+    chosen = list(Pattern.objects.order_by("name")[:2])
+    document = build_document({"patterns": Pattern.objects.filter(pk__in=[p.pk for p in chosen])})
+    assert document["selection"] is True
+    document["patterns"][0]["description"] = "changed by the selection"
+    document["patterns"].append({**document["patterns"][1], "name": "added_by_selection"})
+
+    plan = plan_import(parse_document(dump_document(document)))
+    rules_sync.apply_import(plan)
+
+    assert sorted(change.action for change in plan.changes) == ["+", "~"]
+    assert Pattern.objects.count() == before + 1
+    assert Pattern.objects.get(name=chosen[0].name).description == "changed by the selection"
+
+
+def test_a_selection_must_say_true_or_false() -> None:
+    assert problems_of("schema_version: 1\nselection: maybe\npatterns: []\n") == [
+        (2, "selection 'maybe' is not true or false")
+    ]
+
+
 def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path: Path) -> None:
     add_samples()
     document = yaml.safe_load(export())
