@@ -1,10 +1,10 @@
-"""Shared fixtures: a real Redis (own key prefix, cleaned up after the run), and a test
-database that nothing of ours is still connected to when pytest-django drops it."""
+"""Shared fixtures: a real Redis (own key prefix, cleaned up after the run), a test database
+that nothing of ours is still connected to when pytest-django drops it, and the fixtures of
+tests/support registered once (`pytest_plugins`)."""
 
 from __future__ import annotations
 
 import importlib
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,11 +24,18 @@ from pytest_django import DjangoDbBlocker
 from patterns.models import Pattern
 from patterns.store import MappingStore, cipher_from_settings
 from proxy import audit
+from tests.support.processes import free_port
 
-# The fakes and the live proxy, defined once here: a fixture imported into several conftest
-# modules would start one server per module, each overriding the settings of the others.
-from tests.fakes.fixtures import fake_anthropic, fake_openai  # noqa: F401  (fixtures)
-from tests.live import api_key, client, proxy_url, upstream  # noqa: F401  (fixtures)
+# The shared fixtures, registered once for every suite: a fixture imported into several
+# conftest modules would start one server per module, each overriding the settings of the
+# others. Test modules import helpers from tests.support, never from a conftest.
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.live",
+    "tests.support.e2e",
+    "tests.support.browser",
+    "tests.support.dashboard",
+]
 
 # How long the session's end waits for other connections to the test database to close.
 DISCONNECT_TIMEOUT = 10.0
@@ -157,7 +164,4 @@ def store(redis_client: redis.Redis) -> MappingStore:
 @pytest.fixture
 def closed_port() -> int:
     """A local TCP port with nothing listening on it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()

@@ -131,3 +131,17 @@ def test_no_import_cycles_between_project_modules() -> None:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as cycle:
         pytest.fail(f"modules import each other: {' -> '.join(cycle.args[1])}")
+
+
+def _test_and_bench_files() -> list[Path]:
+    return [*_python_files("tests"), *_python_files("bench")]
+
+
+def test_nothing_imports_from_a_conftest_and_support_imports_no_test_module() -> None:
+    """Shared helpers live in tests/support and their fixtures are registered once
+    (`pytest_plugins` in tests/conftest.py): importing a conftest would run it twice."""
+    for path in _test_and_bench_files():
+        for name in _imports(path):
+            assert name.split(".")[-1] != "conftest", f"{path} imports {name}"
+            if path.is_relative_to(ROOT / "tests" / "support"):
+                assert not name.split(".")[-1].startswith("test_"), f"{path} imports {name}"

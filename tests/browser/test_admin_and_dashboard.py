@@ -19,9 +19,9 @@ from selenium.webdriver.support.wait import WebDriverWait
 from patterns.models import Pattern
 from proxy.keys import key_digest, key_prefix
 from proxy.models import ApiKey, AuditRecord
-from tests.browser.conftest import WAIT_SECONDS
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import wait_for_audit
+from tests.support.browser import WAIT_SECONDS
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import wait_for_audit
 
 pytestmark = [
     pytest.mark.redis,

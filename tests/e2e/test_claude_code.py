@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SMALL_MODEL, ClaudeCode
-from tests.fakes.anthropic_upstream import (
+from tests.support.constants import UPSTREAM_KEY
+from tests.support.e2e import SMALL_MODEL, ClaudeCode
+from tests.support.fakes.anthropic_upstream import (
     BASH_OUTPUT_FILE,
     BASH_RESULT_PREFIX,
     BASH_TOOL_NAME,
@@ -21,7 +22,6 @@ from tests.fakes.anthropic_upstream import (
     FakeAnthropic,
     RecordedRequest,
 )
-from tests.live import UPSTREAM_KEY
 
 pytestmark = pytest.mark.slow
 

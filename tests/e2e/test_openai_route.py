@@ -20,7 +20,6 @@ import pytest
 
 from proxy.models import ModelRoute
 from proxy.routes import routes_changed
-from tests.e2e.conftest import SMALL_MODEL, ClaudeCode, TypeScriptSdk
 from tests.e2e.test_claude_code import (
     MASKED_VALUES,
     PLACEHOLDER,
@@ -30,8 +29,9 @@ from tests.e2e.test_claude_code import (
     present,
 )
 from tests.e2e.test_typescript_sdk import assert_no_placeholder_reached_the_client, report, scenario
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.openai_upstream import (
+from tests.support.e2e import SMALL_MODEL, ClaudeCode, TypeScriptSdk
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.openai_upstream import (
     BASH_OUTPUT_FILE,
     BASH_TOOL_CALL_ID,
     BASH_TOOL_NAME,
@@ -41,7 +41,7 @@ from tests.fakes.openai_upstream import (
     TOOL_RESULT_PREFIX,
     FakeOpenAI,
 )
-from tests.fakes.server import RecordedRequest
+from tests.support.fakes.server import RecordedRequest
 
 pytestmark = pytest.mark.slow
 

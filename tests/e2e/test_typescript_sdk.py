@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SdkRun, TypeScriptSdk
 from tests.e2e.test_claude_code import (
     EC2,
     MASKED_VALUES,
@@ -28,7 +27,9 @@ from tests.e2e.test_claude_code import (
     prompt_as_sent,
     text_of,
 )
-from tests.fakes.anthropic_upstream import (
+from tests.support.constants import UPSTREAM_KEY
+from tests.support.e2e import SdkRun, TypeScriptSdk
+from tests.support.fakes.anthropic_upstream import (
     BASH_OUTPUT_FILE,
     BASH_RESULT_PREFIX,
     BASH_TOOL_NAME,
@@ -40,7 +41,6 @@ from tests.fakes.anthropic_upstream import (
     TOOL_PREAMBLE,
     FakeAnthropic,
 )
-from tests.live import UPSTREAM_KEY
 
 pytestmark = pytest.mark.slow
 

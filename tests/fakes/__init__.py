@@ -1,1 +1,1 @@
-"""Fakes of outside systems, served over real sockets so the client libraries run for real."""
+"""Tests of the fakes themselves: they answer as the real providers do."""

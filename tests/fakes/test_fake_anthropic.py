@@ -25,8 +25,8 @@ from anthropic.types import (
     ToolUseBlock,
 )
 
-from tests.fakes import anthropic_upstream
-from tests.fakes.anthropic_upstream import (
+from tests.support.fakes import anthropic_upstream
+from tests.support.fakes.anthropic_upstream import (
     BASH_OUTPUT_FILE,
     BASH_RESULT_PREFIX,
     DELTAS_BEFORE_FAILURE,

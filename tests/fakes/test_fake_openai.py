@@ -16,7 +16,7 @@ from openai.types.chat import (
     ChatCompletionToolParam,
 )
 
-from tests.fakes.openai_upstream import (
+from tests.support.fakes.openai_upstream import (
     BASH_OUTPUT_FILE,
     BASH_TOOL_CALL_ID,
     BASH_TOOL_NAME,

@@ -18,7 +18,7 @@ from patterns.engine import (
     unmask,
 )
 from patterns.library import CATEGORIES, DEFAULT_PATTERNS, LibraryEntry
-from tests.spec_example import SPEC_TEXT, SPEC_VALUES
+from tests.support.constants import KOREAN_REPORT, KOREAN_REPORT_VALUES
 
 ENTRY_IDS = [entry.name for entry in DEFAULT_PATTERNS]
 # Placeholder prefixes shared on purpose: one kind of value found in several shapes.
@@ -143,17 +143,17 @@ def test_every_positive_example_stays_fully_masked_in_the_whole_library(
             assert _covered(everything, finding.start, finding.end), (example, finding.value)
 
 
-# --- the masking scenario every build must pass (tests/spec_example.py) ---------------------
+# --- a Korean infrastructure report: every value masked, restored byte for byte -------------
 
 
 def test_spec_example_leaves_none_of_its_values(library: Snapshot) -> None:
-    assert_masked_and_restored(library, SPEC_TEXT, SPEC_VALUES)
+    assert_masked_and_restored(library, KOREAN_REPORT, KOREAN_REPORT_VALUES)
 
 
 def test_spec_example_gives_each_value_its_own_placeholder(library: Snapshot) -> None:
-    masked, allocator = mask(library, SPEC_TEXT)
-    placeholders = [allocator.placeholders[value] for value in SPEC_VALUES]
-    assert len(set(placeholders)) == len(SPEC_VALUES)
+    masked, allocator = mask(library, KOREAN_REPORT)
+    placeholders = [allocator.placeholders[value] for value in KOREAN_REPORT_VALUES]
+    assert len(set(placeholders)) == len(KOREAN_REPORT_VALUES)
     assert masked == (
         "인프라 분석:\n"
         "- EC2: AWS_EC2_001, AWS_EC2_002\n"
@@ -164,16 +164,16 @@ def test_spec_example_gives_each_value_its_own_placeholder(library: Snapshot) ->
 
 
 def test_spec_example_round_trips_byte_for_byte(library: Snapshot) -> None:
-    masked, allocator = mask(library, SPEC_TEXT)
-    assert unmask(masked, allocator.restore_map).encode() == SPEC_TEXT.encode()
+    masked, allocator = mask(library, KOREAN_REPORT)
+    assert unmask(masked, allocator.restore_map).encode() == KOREAN_REPORT.encode()
 
 
 def test_masking_the_spec_example_twice_gives_the_same_placeholders(library: Snapshot) -> None:
     allocator = LocalAllocator()
-    first = library.mask(SPEC_TEXT, allocator).text
-    second = library.mask(SPEC_TEXT, allocator).text
+    first = library.mask(KOREAN_REPORT, allocator).text
+    second = library.mask(KOREAN_REPORT, allocator).text
     assert first == second
-    assert len(allocator.placeholders) == len(SPEC_VALUES)
+    assert len(allocator.placeholders) == len(KOREAN_REPORT_VALUES)
 
 
 # --- precision: text that must pass unchanged -----------------------------------------------

@@ -13,7 +13,7 @@ from patterns import services
 from patterns.engine import unmask
 from patterns.services import MaskedTexts, amask_texts, arules_snapshot
 from patterns.store import build_async_store, get_store
-from tests.spec_example import SPEC_TEXT, SPEC_VALUES
+from tests.support.constants import KOREAN_REPORT, KOREAN_REPORT_VALUES
 
 pytestmark = pytest.mark.django_db
 
@@ -40,12 +40,12 @@ async def masked_as_a_request(*, namespace: str, texts: Sequence[str]) -> Masked
 
 
 def test_spec_example_is_masked_restored_and_stable(namespace: str) -> None:
-    first = masked_as_a_request(namespace=namespace, texts=[SPEC_TEXT])
+    first = masked_as_a_request(namespace=namespace, texts=[KOREAN_REPORT])
     masked = first.texts[0]
-    for value in SPEC_VALUES:
+    for value in KOREAN_REPORT_VALUES:
         assert value not in masked
-    assert len(first.restore) == len(SPEC_VALUES)
-    assert unmask(masked, first.restore) == SPEC_TEXT
+    assert len(first.restore) == len(KOREAN_REPORT_VALUES)
+    assert unmask(masked, first.restore) == KOREAN_REPORT
     placeholder_of = {value: placeholder for placeholder, value in first.restore.items()}
     later = masked_as_a_request(
         namespace=namespace, texts=["다시: i-abcdef1234567890a, vpc-12345678"]
@@ -64,7 +64,7 @@ def test_texts_of_one_request_share_placeholders(namespace: str) -> None:
 
 def test_no_value_reaches_the_logs(namespace: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    result = masked_as_a_request(namespace=namespace, texts=[SPEC_TEXT])
+    result = masked_as_a_request(namespace=namespace, texts=[KOREAN_REPORT])
     unmask(result.texts[0], result.restore)
-    for value in SPEC_VALUES:
+    for value in KOREAN_REPORT_VALUES:
         assert value not in caplog.text

@@ -22,7 +22,7 @@ from patterns.store import (
     build_async_store,
     cipher_from_settings,
 )
-from tests.redis_dump import dump_keys
+from tests.support.redis_dump import dump_keys
 
 pytestmark = pytest.mark.redis
 T = TypeVar("T")

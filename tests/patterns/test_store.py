@@ -24,7 +24,7 @@ from patterns.store import (
     build_async_store,
     cipher_from_settings,
 )
-from tests.redis_dump import dump_keys
+from tests.support.redis_dump import dump_keys
 
 VALUES = [
     Allocation("i-0123456789abcdef0", "AWS_EC2", "ec2_instance"),

@@ -30,13 +30,9 @@ from django.urls import URLPattern, URLResolver, path
 from django.views.decorators.csrf import csrf_exempt
 
 from config import urls
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
-from tests.proxy.processes import (
-    prepare_site,
-    running_proxies,
-    site_directory,  # noqa: F401  (a fixture)
-)
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
+from tests.support.sites import prepare_site, running_proxies
 
 FAST_PATH = "proxy.middleware.ApiFastPath"
 VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -89,7 +85,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def full_chain(
-    site_directory: Path,  # noqa: F811
+    site_directory: Path,
     fake_anthropic: FakeAnthropic,
     redis_client: redis.Redis,
 ) -> Iterator[FullChain]:

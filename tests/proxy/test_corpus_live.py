@@ -14,7 +14,7 @@ from typing import Any
 import anthropic
 
 from tests.corpus import aws_examples
-from tests.fakes.anthropic_upstream import ECHO_PREFIX, FakeAnthropic
+from tests.support.fakes.anthropic_upstream import ECHO_PREFIX, FakeAnthropic
 
 EXAMPLES_PER_REQUEST = 40
 RECALL_GOAL = 0.995

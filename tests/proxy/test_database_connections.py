@@ -11,7 +11,7 @@ import anthropic
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
 
 
 def test_a_request_waiting_for_the_provider_holds_no_database_connection(

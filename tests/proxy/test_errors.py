@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from proxy.models import ApiKey
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
-from tests.proxy.leaks import redis_down_request
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.leaks import redis_down_request
+from tests.support.live import IssuedKey, wait_for_audit
 
 VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.keys import generate_key
 from proxy.models import ApiKey
-from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
 
 TURN_1 = (
     "Here is the output of `aws s3api get-bucket-location`:\n"

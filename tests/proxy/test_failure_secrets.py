@@ -16,18 +16,17 @@ import pytest
 import redis
 from django.test import override_settings
 
-from tests.fakes.anthropic_upstream import ERRORS, FakeAnthropic
-from tests.live import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
-from tests.proxy.leaks import (
-    SENSITIVE_TEXT,
-    SENSITIVE_VALUES,
+from tests.proxy.test_upstream_faults import SHORT_TIMEOUT, ask, leave_mid_stream, wait_until
+from tests.support.constants import MASTER_KEY, SENSITIVE_TEXT, SENSITIVE_VALUES, UPSTREAM_KEY
+from tests.support.fakes.anthropic_upstream import ERRORS, FakeAnthropic
+from tests.support.leaks import (
     assert_nothing_found,
     database_dump,
     every_logger_at_debug,
     redis_down_request,
     redis_dump,
 )
-from tests.proxy.test_upstream_faults import SHORT_TIMEOUT, ask, leave_mid_stream, wait_until
+from tests.support.live import IssuedKey, wait_for_audit
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 # An empty FUZZ_EXAMPLES counts as unset, as every setting does (.env.example lists it empty).
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or "10000")

@@ -14,8 +14,9 @@ import pytest
 from django.test import override_settings
 
 from proxy import health
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import UPSTREAM_KEY, IssuedKey
+from tests.support.constants import UPSTREAM_KEY
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 
 @pytest.fixture(autouse=True)

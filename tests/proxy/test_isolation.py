@@ -8,8 +8,8 @@ import anthropic
 
 from proxy.keys import generate_key
 from proxy.models import ApiKey
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 SECRET_OF_A = "i-0a1b2c3d4e5f60718"
 

@@ -14,9 +14,9 @@ import pytest
 from django.test import override_settings
 
 from proxy.fair_use import OFF_LOOP_BYTES
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
-from tests.proxy.processes import sse_text
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_audit
+from tests.support.traffic import sse_text
 
 INSTANCE, VPC = "i-0123456789abcdef0", "vpc-0a1b2c3d4e5f60718"
 FILLER = f"Logs of {VPC}: all quiet. " * (OFF_LOOP_BYTES // 20)

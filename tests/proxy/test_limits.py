@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from proxy.models import ApiKey
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_a_fresh_minute, wait_for_audit
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_a_fresh_minute, wait_for_audit
 
 BODY = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -11,15 +11,17 @@ import httpx
 import pytest
 from django.test import override_settings
 
-from tests.fakes.anthropic_upstream import SIGNATURE, THINKING_TEXT, FakeAnthropic
-from tests.live import MASTER_KEY, UPSTREAM_KEY, IssuedKey, wait_for_audit
-from tests.spec_example import SPEC_TEXT, SPEC_VALUES
+from tests.support.constants import KOREAN_REPORT, KOREAN_REPORT_VALUES, MASTER_KEY, UPSTREAM_KEY
+from tests.support.fakes.anthropic_upstream import SIGNATURE, THINKING_TEXT, FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_audit
 
 SYSTEM = "You operate account 123456789012 behind 52.95.110.1."
 SYSTEM_VALUES = ("123456789012", "52.95.110.1")
 
 
-def assert_nothing_leaked(upstream: FakeAnthropic, values: tuple[str, ...] = SPEC_VALUES) -> None:
+def assert_nothing_leaked(
+    upstream: FakeAnthropic, values: tuple[str, ...] = KOREAN_REPORT_VALUES
+) -> None:
     recorded = upstream.raw_bodies()
     assert upstream.requests, "the upstream was not called"
     for value in values:
@@ -43,10 +45,10 @@ def test_create_masks_what_the_provider_sees_and_restores_the_reply(
         model="fake-echo",
         max_tokens=100,
         system=SYSTEM,
-        messages=[{"role": "user", "content": SPEC_TEXT}],
+        messages=[{"role": "user", "content": KOREAN_REPORT}],
     )
-    assert text_of(message) == "You said: " + SPEC_TEXT
-    assert_nothing_leaked(upstream, SPEC_VALUES + SYSTEM_VALUES)
+    assert text_of(message) == "You said: " + KOREAN_REPORT
+    assert_nothing_leaked(upstream, KOREAN_REPORT_VALUES + SYSTEM_VALUES)
     sent = upstream_json(upstream)
     assert "AWS_EC2_001" in sent["messages"][0]["content"]
     assert "AWS_ACCOUNT" in sent["system"] or "AWS_ACCOUNT" in json.dumps(sent["system"])
@@ -61,7 +63,7 @@ def test_create_masks_what_the_provider_sees_and_restores_the_reply(
     assert record.restored_total >= 1
     assert record.masked_by_pattern["aws_ec2_instance_id"] == 2
     row = json.dumps([record.masked_by_pattern, record.model, record.key_name, record.error_type])
-    for value in SPEC_VALUES + SYSTEM_VALUES:
+    for value in KOREAN_REPORT_VALUES + SYSTEM_VALUES:
         assert value not in row
 
 
@@ -69,12 +71,12 @@ def test_stream_restores_placeholders_split_across_deltas(
     client: anthropic.Anthropic, upstream: FakeAnthropic
 ) -> None:
     with client.messages.stream(
-        model="fake-echo", max_tokens=100, messages=[{"role": "user", "content": SPEC_TEXT}]
+        model="fake-echo", max_tokens=100, messages=[{"role": "user", "content": KOREAN_REPORT}]
     ) as stream:
         pieces = list(stream.text_stream)
         final = stream.get_final_message()
-    assert "".join(pieces) == "You said: " + SPEC_TEXT
-    assert text_of(final) == "You said: " + SPEC_TEXT
+    assert "".join(pieces) == "You said: " + KOREAN_REPORT
+    assert text_of(final) == "You said: " + KOREAN_REPORT
     assert len(pieces) > 10
     assert_nothing_leaked(upstream)
 
@@ -224,7 +226,7 @@ def test_count_tokens_is_masked_and_counted_upstream(
     client: anthropic.Anthropic, upstream: FakeAnthropic
 ) -> None:
     result = client.messages.count_tokens(
-        model="fake-echo", messages=[{"role": "user", "content": SPEC_TEXT}]
+        model="fake-echo", messages=[{"role": "user", "content": KOREAN_REPORT}]
     )
     assert result.input_tokens > 0
     assert upstream.requests[-1].path == "/v1/messages/count_tokens"
@@ -239,16 +241,20 @@ def test_async_client_creates_and_streams(
             base_url=proxy_url, api_key=api_key.key, max_retries=0
         ) as sdk:
             message = await sdk.messages.create(
-                model="fake-echo", max_tokens=50, messages=[{"role": "user", "content": SPEC_TEXT}]
+                model="fake-echo",
+                max_tokens=50,
+                messages=[{"role": "user", "content": KOREAN_REPORT}],
             )
             async with sdk.messages.stream(
-                model="fake-echo", max_tokens=50, messages=[{"role": "user", "content": SPEC_TEXT}]
+                model="fake-echo",
+                max_tokens=50,
+                messages=[{"role": "user", "content": KOREAN_REPORT}],
             ) as stream:
                 streamed = "".join([text async for text in stream.text_stream])
         return text_of(message), streamed
 
     created, streamed = asyncio.run(run())
-    assert created == streamed == "You said: " + SPEC_TEXT
+    assert created == streamed == "You said: " + KOREAN_REPORT
     assert_nothing_leaked(upstream)
 
 
@@ -259,7 +265,7 @@ def test_client_disconnect_mid_stream_still_leaves_an_audit_record(
         "model": "fake-echo",
         "max_tokens": 50,
         "stream": True,
-        "messages": [{"role": "user", "content": SPEC_TEXT * 20}],
+        "messages": [{"role": "user", "content": KOREAN_REPORT * 20}],
     }
     with httpx.stream(
         "POST",

@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from proxy.models import AuditRecord
 from proxy.upstream import known_anthropic_models
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_audit
 
 # A name the default route serves from LiteLLM's list of Anthropic models: the metrics keep it
 # as their model label (any other name is "other").

@@ -17,18 +17,13 @@ import httpx
 import pytest
 import redis
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
-from tests.proxy.leaks import (
-    database_dump,
-    every_logger_at_debug,
-    redis_down_request,
-    redis_dump,
-)
-from tests.spec_example import SPEC_TEXT, SPEC_VALUES
+from tests.support.constants import KOREAN_REPORT, KOREAN_REPORT_VALUES
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.leaks import database_dump, every_logger_at_debug, redis_down_request, redis_dump
+from tests.support.live import IssuedKey, wait_for_audit
 
 EXTRA = "Also 52.95.110.1 and account 123456789012."
-VALUES = (*SPEC_VALUES, "52.95.110.1", "123456789012")
+VALUES = (*KOREAN_REPORT_VALUES, "52.95.110.1", "123456789012")
 TOOLS: list[Any] = [
     {
         "name": "bash",
@@ -45,7 +40,7 @@ def everything_at_debug() -> Iterator[None]:
 
 
 def _ask(client: anthropic.Anthropic, model: str, **fields: Any) -> None:
-    messages = fields.pop("messages", [{"role": "user", "content": SPEC_TEXT + EXTRA}])
+    messages = fields.pop("messages", [{"role": "user", "content": KOREAN_REPORT + EXTRA}])
     with contextlib.suppress(anthropic.APIStatusError):
         client.messages.create(model=model, max_tokens=50, messages=messages, **fields)
 
@@ -54,7 +49,10 @@ def _stream(client: anthropic.Anthropic, model: str, **fields: Any) -> None:
     with (
         contextlib.suppress(anthropic.APIStatusError),
         client.messages.stream(
-            model=model, max_tokens=50, messages=[{"role": "user", "content": SPEC_TEXT}], **fields
+            model=model,
+            max_tokens=50,
+            messages=[{"role": "user", "content": KOREAN_REPORT}],
+            **fields,
         ) as stream,
     ):
         stream.get_final_message()
@@ -62,7 +60,7 @@ def _stream(client: anthropic.Anthropic, model: str, **fields: Any) -> None:
 
 def _request_suite(client: anthropic.Anthropic, proxy_url: str, key: str) -> int:
     """Runs the requests; returns how many of them leave an audit record."""
-    _ask(client, "fake-echo", system=SPEC_TEXT)
+    _ask(client, "fake-echo", system=KOREAN_REPORT)
     _stream(client, "fake-echo")
     _stream(client, "fake-tool", tools=TOOLS)
     _ask(client, "fake-tool", tools=TOOLS)
@@ -71,7 +69,7 @@ def _request_suite(client: anthropic.Anthropic, proxy_url: str, key: str) -> int
     for _ in range(3):
         history += [
             {"role": "assistant", "content": "Yes, vpc-12345678."},
-            {"role": "user", "content": SPEC_TEXT},
+            {"role": "user", "content": KOREAN_REPORT},
         ]
         _ask(client, "fake-echo", messages=history)
     for model in ("fake-error-400", "fake-error-429", "fake-error-529", "fake-error-500"):
@@ -79,14 +77,14 @@ def _request_suite(client: anthropic.Anthropic, proxy_url: str, key: str) -> int
     _stream(client, "fake-error-midstream")
     _stream(client, "fake-truncated")
     client.messages.count_tokens(
-        model="fake-echo", messages=[{"role": "user", "content": SPEC_TEXT}]
+        model="fake-echo", messages=[{"role": "user", "content": KOREAN_REPORT}]
     )
     headers = {"x-api-key": key}
-    bad_json = b'{"model": "m", "messages": [{"content": "' + SPEC_TEXT.encode() + b'"'
+    bad_json = b'{"model": "m", "messages": [{"content": "' + KOREAN_REPORT.encode() + b'"'
     httpx.post(f"{proxy_url}/v1/messages", content=bad_json, headers=headers, timeout=30)
-    wrong_type = {"model": SPEC_TEXT, "max_tokens": "i-1234567890abcdef0", "messages": []}
+    wrong_type = {"model": KOREAN_REPORT, "max_tokens": "i-1234567890abcdef0", "messages": []}
     httpx.post(f"{proxy_url}/v1/messages", json=wrong_type, headers=headers, timeout=30)
-    httpx.post(f"{proxy_url}/v1/messages", json={"x": SPEC_TEXT}, timeout=30)  # no key
+    httpx.post(f"{proxy_url}/v1/messages", json={"x": KOREAN_REPORT}, timeout=30)  # no key
     return 17  # all but the one without a key
 
 
@@ -103,7 +101,7 @@ def test_no_original_value_is_logged_stored_or_forwarded(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     audited = _request_suite(client, proxy_url, api_key.key)
-    redis_down_request(closed_port, SPEC_TEXT)
+    redis_down_request(closed_port, KOREAN_REPORT)
     wait_for_audit(audited + 1)
     output = capfd.readouterr()
     places = {

@@ -22,8 +22,8 @@ import pytest
 from proxy.models import ModelRoute, RouteFallback
 from proxy.routes import routes_changed
 from proxy.targets import NO_CREDENTIAL
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.openai_upstream import (
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.openai_upstream import (
     ECHO_PREFIX,
     RETRY_AFTER_SECONDS,
     TOOL_CALL_ID,
@@ -31,7 +31,7 @@ from tests.fakes.openai_upstream import (
     TOOL_RESULT_PREFIX,
     FakeOpenAI,
 )
-from tests.live import IssuedKey, wait_for_audit
+from tests.support.live import IssuedKey, wait_for_audit
 
 INSTANCE = "i-0a1b2c3d4e5f60718"
 VPC = "vpc-0fedcba9876543210"

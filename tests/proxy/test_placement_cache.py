@@ -11,8 +11,8 @@ import anthropic
 import redis
 from django.conf import settings
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 FIRST = "i-0a1b2c3d4e5f60718"
 SECOND = "i-0fedcba9876543210"

@@ -9,9 +9,9 @@ from django.test import Client
 
 from patterns.models import Pattern
 from proxy.models import AuditRecord
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import wait_for_audit
-from tests.proxy.test_dashboard import URL, staff_client, table_counts  # noqa: F401
+from tests.support.dashboard import URL, table_counts
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import wait_for_audit
 
 TICKET = "TCK-482913"
 TEXT = f"close {TICKET} and i-0a1b2c3d4e5f67890 today"
@@ -60,7 +60,7 @@ def test_a_rule_on_trial_counts_what_it_would_mask_and_masks_it_once_enforced(
 
 
 def test_the_dashboard_lists_rules_on_trial_with_what_they_would_have_masked(
-    staff_client: Client,  # noqa: F811
+    staff_client: Client,
 ) -> None:
     for counts in ({"ticket_id": 3}, {"ticket_id": 2, "order_ref": 1}, {}):
         AuditRecord.objects.create(
@@ -76,5 +76,5 @@ def test_the_dashboard_lists_rules_on_trial_with_what_they_would_have_masked(
     assert table_counts(page, "rules-on-trial", "data-pattern") == {"ticket_id": 5, "order_ref": 1}
 
 
-def test_no_trial_section_without_rules_on_trial(staff_client: Client) -> None:  # noqa: F811
+def test_no_trial_section_without_rules_on_trial(staff_client: Client) -> None:
     assert 'id="rules-on-trial"' not in staff_client.get(URL).content.decode()

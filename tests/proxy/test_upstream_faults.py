@@ -20,9 +20,10 @@ import httpx
 import pytest
 from django.test import override_settings
 
-from tests.fakes.anthropic_upstream import ERRORS, RETRY_AFTER_SECONDS, FakeAnthropic
-from tests.live import SERVERS, IssuedKey, wait_for_audit
-from tests.proxy.leaks import SENSITIVE_TEXT, SENSITIVE_VALUES, assert_nothing_found
+from tests.support.constants import SENSITIVE_TEXT, SENSITIVE_VALUES
+from tests.support.fakes.anthropic_upstream import ERRORS, RETRY_AFTER_SECONDS, FakeAnthropic
+from tests.support.leaks import assert_nothing_found
+from tests.support.live import SERVERS, IssuedKey, wait_for_audit
 
 # Far below the fake's stalls (STALL_SECONDS), far above a local round trip.
 SHORT_TIMEOUT = 1.0

@@ -19,7 +19,7 @@ from litellm.integrations.custom_logger import CustomLogger
 
 from proxy import upstream
 from proxy.targets import UpstreamTarget
-from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
 
 MODEL = "claude-sonnet-4-5"
 MESSAGES: list[dict[str, Any]] = [

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 # Neither half of it is a value on its own: ten hex digits are no instance ID.
 HEAD, TAIL = "instance i-0123456789", "abcdef0 keeps restarting"

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 VALUE = "i-0123456789abcdef0"
 PNG = (

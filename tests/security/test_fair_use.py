@@ -24,9 +24,9 @@ from patterns.store import ALLOCATION_CHUNK, Allocation, MappingStore, cipher_fr
 from proxy import audit
 from proxy.keys import generate_key
 from proxy.models import ApiKey
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_a_fresh_minute
-from tests.proxy.processes import PrivateRedis, private_redis  # noqa: F401  (a fixture)
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_a_fresh_minute
+from tests.support.processes import PrivateRedis
 
 
 def _body(messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def test_a_request_refused_for_an_unmaskable_value_places_none_of_its_values(
 
 
 @pytest.mark.redis
-def test_values_are_placed_in_chunks_each_a_short_script(private_redis: PrivateRedis) -> None:  # noqa: F811
+def test_values_are_placed_in_chunks_each_a_short_script(private_redis: PrivateRedis) -> None:
     values = [Allocation(_instance(n), "AWS_EC2", "ec2") for n in range(5 * ALLOCATION_CHUNK)]
     with private_redis.client() as client:
         store = MappingStore(client, cipher_from_settings(), ttl=60, key_prefix="chunks")

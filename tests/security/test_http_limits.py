@@ -49,16 +49,10 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.processes import (
-    HOST,
-    ProxyProcess,
-    Site,
-    echo_of,
-    prepare_site,
-    site_directory,  # noqa: F401  (a fixture)
-    sse_text,
-)
+from tests.support.constants import HOST
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.sites import ProxyProcess, Site, prepare_site
+from tests.support.traffic import echo_of, sse_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -94,7 +88,7 @@ class LimitsSite:
 
 @pytest.fixture(scope="module")
 def limits_site(
-    site_directory: Path,  # noqa: F811
+    site_directory: Path,
     fake_anthropic: FakeAnthropic,
     redis_client: redis.Redis,
 ) -> Iterator[LimitsSite]:

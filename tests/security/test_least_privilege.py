@@ -38,8 +38,8 @@ from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord
 from proxy.routes import PASS_THROUGH, Route, build_table
 from proxy.upstream import known_anthropic_models
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_audit
 
 DASHBOARD = "/dashboard/"
 TRY_RULES = "admin:patterns_pattern_test"

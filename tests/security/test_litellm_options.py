@@ -28,11 +28,12 @@ import pytest
 from proxy.masking import FORWARDED_FIELDS
 from proxy.models import ModelRoute
 from proxy.routes import routes_changed
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import FakeServer, Receive, RecordedRequest, Reply
-from tests.live import UPSTREAM_KEY, IssuedKey
 from tests.source import parse_file
+from tests.support.constants import UPSTREAM_KEY
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.openai_upstream import FakeOpenAI
+from tests.support.fakes.server import FakeServer, Receive, RecordedRequest, Reply
+from tests.support.live import IssuedKey
 
 ROUTE_KEY = "sk-openai-route-secret-for-this-test"
 BODY = {"model": "fake-echo", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}

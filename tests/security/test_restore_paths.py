@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
 
 INSTANCE = "i-0123456789abcdef0"
 # A tool whose name is shaped like the placeholder the instance ID gets in a new namespace:

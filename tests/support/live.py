@@ -17,10 +17,9 @@ from django.test import override_settings
 from proxy import audit
 from proxy.keys import generate_key
 from proxy.models import ApiKey, AuditRecord
-from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.constants import MASTER_KEY, UPSTREAM_KEY
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
 
-MASTER_KEY = "sk-litellm-master-key"  # the original spec's example
-UPSTREAM_KEY = "sk-ant-upstream-test-key"
 # The live proxy's uvicorn server by its URL, for tests that count what its event loop holds.
 SERVERS: dict[str, uvicorn.Server] = {}
 

@@ -25,25 +25,21 @@ import redis
 from django.conf import settings
 
 from patterns.store import MappingStore, ValueCipher
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.processes import (
-    MASKING_KEY,
+from tests.support.constants import PROCESS_MASKING_KEY
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.redis_dump import dump_keys
+from tests.support.sites import ProxyProcess, Site, prepare_site, running_proxies
+from tests.support.traffic import (
     PLACEHOLDER_PREFIXES,
     PLACEHOLDER_RE,
-    ProxyProcess,
     Reply,
-    Site,
     ValueFactory,
     bracketed,
-    dump_keys,
     echo_of,
     forwarded_texts,
     kind_of,
     post_message,
-    prepare_site,
     run_clients,
-    running_proxies,
-    site_directory,  # noqa: F401  (a fixture)
     tagged_text,
 )
 
@@ -74,7 +70,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(
-    site_directory: Path,  # noqa: F811
+    site_directory: Path,
     fake_anthropic: FakeAnthropic,
     redis_client: redis.Redis,
 ) -> Iterator[Cluster]:
@@ -182,13 +178,14 @@ def test_concurrent_clients_across_processes_get_one_placeholder_per_value(
     # Redis holds exactly these mappings, and no original in plaintext.
     store = MappingStore(
         redis_client,
-        ValueCipher(MASKING_KEY.encode()),
+        ValueCipher(PROCESS_MASKING_KEY.encode()),
         ttl=3600,
         key_prefix=cluster.redis_key_prefix,
     )
     assert store.restore(LOAD_NAMESPACE, mapping) == mapping
     assert sum(store.counts(LOAD_NAMESPACE).values()) == len(used)
-    redis_dump = dump_keys(redis_client, f"{cluster.redis_key_prefix}:*").decode("latin-1")
+    keys = redis_client.scan_iter(match=f"{cluster.redis_key_prefix}:*", count=1000)
+    redis_dump = dump_keys(redis_client, keys).decode("latin-1")
     assert [value for value in pool if value in redis_dump] == []
     logs = "\n".join(proxy.output() for proxy in cluster.proxies)
     assert [value for value in pool if value in logs] == []

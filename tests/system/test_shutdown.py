@@ -30,22 +30,11 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.fakes.anthropic_upstream import DELTAS_BEFORE_FAILURE, FakeAnthropic
-from tests.proxy.processes import (
-    HOST,
-    ROOT,
-    ProxyProcess,
-    Site,
-    ValueFactory,
-    echo_of,
-    free_port,
-    prepare_site,
-    running_in_group,
-    site_directory,  # noqa: F401  (a fixture)
-    sse_text,
-    tagged_text,
-    tail,
-)
+from tests.support.constants import HOST
+from tests.support.fakes.anthropic_upstream import DELTAS_BEFORE_FAILURE, FakeAnthropic
+from tests.support.processes import ROOT, free_port, running_in_group, tail
+from tests.support.sites import ProxyProcess, Site, prepare_site
+from tests.support.traffic import ValueFactory, echo_of, sse_text, tagged_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -68,7 +57,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(
-    site_directory: Path,  # noqa: F811
+    site_directory: Path,
     fake_anthropic: FakeAnthropic,
     redis_client: redis.Redis,
 ) -> Iterator[Setup]:

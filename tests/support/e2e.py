@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = ROOT / "e2e"

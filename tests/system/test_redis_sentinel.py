@@ -35,23 +35,18 @@ from patterns.store import (
     ValueCipher,
 )
 from proxy.errors import MaskingUnavailable
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.processes import (
-    HOST,
-    MASKING_KEY,
-    REDIS_NEEDED,
+from tests.support.constants import HOST, PROCESS_MASKING_KEY
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.processes import REDIS_NEEDED, PrivateRedis, PrivateSentinel
+from tests.support.sites import ProxyProcess, prepare_site, running_proxies
+from tests.support.traffic import (
     Job,
-    PrivateRedis,
-    PrivateSentinel,
-    ProxyProcess,
     Reply,
     ValueFactory,
     bracketed,
     echo_of,
     forwarded_texts,
     post_message,
-    prepare_site,
-    running_proxies,
 )
 
 pytestmark = pytest.mark.slow
@@ -323,7 +318,7 @@ def _failover_under_load(
     # Read the new master directly: placeholder -> value it now holds, for every one seen.
     with new_master.client() as direct:
         store = MappingStore(
-            direct, ValueCipher(MASKING_KEY.encode()), ttl=3600, key_prefix=KEY_PREFIX
+            direct, ValueCipher(PROCESS_MASKING_KEY.encode()), ttl=3600, key_prefix=KEY_PREFIX
         )
         seen = {p for placeholders in forwarded.values() for p in placeholders}
         holds = store.restore(NAMESPACE, seen)
@@ -414,7 +409,7 @@ def test_wait_replicas_allocates_once_replicas_have_it_and_refuses_otherwise() -
         client = redis.asyncio.Redis(host=HOST, port=port, socket_timeout=SOCKET_TIMEOUT)
         store = AsyncMappingStore(
             client,
-            ValueCipher(MASKING_KEY.encode()),
+            ValueCipher(PROCESS_MASKING_KEY.encode()),
             ttl=60,
             key_prefix=KEY_PREFIX,
             wait_replicas=wait_replicas,
@@ -430,7 +425,7 @@ def test_wait_replicas_allocates_once_replicas_have_it_and_refuses_otherwise() -
         first = asyncio.run(allocate(group.master.port, 1))
         with group.replicas[0].client() as replica:
             store = MappingStore(
-                replica, ValueCipher(MASKING_KEY.encode()), ttl=60, key_prefix=KEY_PREFIX
+                replica, ValueCipher(PROCESS_MASKING_KEY.encode()), ttl=60, key_prefix=KEY_PREFIX
             )
             # Acknowledged means the replica holds it when the answer comes.
             assert store.restore(NAMESPACE, first.values()) == {p: v for v, p in first.items()}

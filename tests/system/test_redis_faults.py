@@ -20,23 +20,18 @@ import httpx
 import pytest
 
 from proxy.errors import MaskingUnavailable
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.proxy.processes import (
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.processes import PrivateRedis
+from tests.support.sites import ProxyProcess, Site, prepare_site, running_proxies
+from tests.support.traffic import (
     Job,
-    PrivateRedis,
-    ProxyProcess,
     Reply,
-    Site,
     ValueFactory,
     bracketed,
     echo_of,
     forwarded_texts,
     post_message,
-    prepare_site,
-    private_redis,  # noqa: F401  (a fixture)
     run_clients,
-    running_proxies,
-    site_directory,  # noqa: F401  (a fixture)
 )
 
 pytestmark = pytest.mark.slow
@@ -115,8 +110,8 @@ class FaultLab:
 
 @pytest.fixture(scope="module")
 def lab(
-    private_redis: PrivateRedis,  # noqa: F811
-    site_directory: Path,  # noqa: F811
+    private_redis: PrivateRedis,
+    site_directory: Path,
     fake_anthropic: FakeAnthropic,
 ) -> Iterator[FaultLab]:
     site = prepare_site(

@@ -31,7 +31,7 @@ before their answer was complete: a test reads them to prove its client (the pro
 
 Streams cut text and tool input into pieces of 1-4 characters and write the SSE bytes to the
 socket in pieces of random size, seeded by the request body so that every run is the same.
-The server, its recording and counting, and the cutting live in ``tests.fakes.server``.
+The server, its recording and counting, and the cutting live in ``tests.support.fakes.server``.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ import shlex
 import urllib.parse
 from collections.abc import Iterator
 
-from tests.fakes.server import (
+from tests.support.fakes.server import (
     FakeServer,
     Json,
     Receive,
-    RecordedRequest,  # tests import it from here too
+    RecordedRequest,
     Reply,
     error_status,
     pause_unless_disconnected,

@@ -28,7 +28,7 @@ other request gets OpenAI's 404 error.
 
 Streams cut content and tool arguments into pieces of 1-4 characters and write the SSE bytes to
 the socket in pieces of random size, seeded by the request body so that every run is the same.
-The server, its recording and counting, and the cutting live in ``tests.fakes.server``.
+The server, its recording and counting, and the cutting live in ``tests.support.fakes.server``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import random
 import shlex
 from collections.abc import Iterator
 
-from tests.fakes.server import (
+from tests.support.fakes.server import (
     FakeServer,
     Json,
     Receive,

@@ -22,26 +22,11 @@ from proxy.audit import drain_audit
 from proxy.auth import KeyPrincipal
 from proxy.errors import MaskingUnavailable
 from proxy.stores import use_store
-from tests.redis_dump import dump_keys
+from tests.support.redis_dump import dump_keys
 
 # The test's own client: the official SDK logs the requests it sends at DEBUG, values
 # included, in this process. It is the caller, not the proxy.
 CLIENT_LOGGERS = ("anthropic",)
-
-# A prompt holding one value of each common kind; every one of them is masked.
-SENSITIVE_TEXT = (
-    "Instance i-0abc1234def567890 in vpc-1a2b3c4d cannot reach 52.95.110.17. "
-    "It runs as AKIAZ7Q3KX5MPL2RWT4N with "
-    "aws_secret_access_key=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 in account 123456789012."
-)
-SENSITIVE_VALUES = (
-    "i-0abc1234def567890",
-    "vpc-1a2b3c4d",
-    "52.95.110.17",
-    "AKIAZ7Q3KX5MPL2RWT4N",
-    "Zq8vR2mT5xK9pL3nW7yB4cH6jD1fG0sA2eU8iO5r",
-    "123456789012",
-)
 
 
 @contextlib.contextmanager

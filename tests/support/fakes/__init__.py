@@ -1,0 +1,1 @@
+"""Fakes of outside systems, served over real sockets so the client libraries run for real."""
