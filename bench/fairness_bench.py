@@ -47,9 +47,10 @@ import httpx
 
 from bench.engine_bench import generate_text
 from bench.fairness_bodies import ATTACK_MODEL, SCENARIOS, Scenario, Template
-from bench.harness import Harness, PrivateRedis, Proxy, Unavailable, rss_kib
+from bench.harness import Harness, Proxy, Unavailable, rss_kib
 from bench.load import client, messages_body, percentile
 from bench.report import Report, Row, RunOptions
+from tests.support.processes import PrivateRedis
 
 P99_GOAL_MS = 100.0
 VICTIM_RATE = 20.0  # requests a second
@@ -244,7 +245,7 @@ class SlowLog:
     """
 
     def __init__(self, private: PrivateRedis) -> None:
-        self._redis = private.client()
+        self._redis = private.client(timeout=10)
         self._saved: dict[str, str] = {
             name: str(self._redis.config_get(name)[name])
             for name in ("slowlog-log-slower-than", "slowlog-max-len")

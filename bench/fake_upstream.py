@@ -11,7 +11,7 @@ Served by uvicorn in a process of its own (`uvicorn bench.fake_upstream:app`):
 - `GET /bench/last-request` returns the body of the last `POST /v1/messages`, so that a
   benchmark can check what reached the provider.
 
-Unlike tests/fakes/anthropic_upstream.py it does no random writes and no error scenarios:
+Unlike tests/support/fakes/anthropic_upstream.py it does no random writes and no error scenarios:
 it should cost as little as possible, the same for every request.
 """
 

@@ -4,23 +4,20 @@ A private redis-server on a free port (never the shared one), a temporary SQLite
 migrated with manage.py and its API keys, the fake upstream (bench/fake_upstream.py) and the
 proxy as real `uvicorn config.asgi:application` processes with 1 or 2 workers, and a
 direct LiteLLM client (bench/direct_client.py). Each starts on first use and is shared by
-the benchmarks of one run; everything lives in one temporary directory.
+the benchmarks of one run; everything lives in one temporary directory. Ports, spawning,
+stopping and the private redis-server are the tests' own (tests/support/processes.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +25,20 @@ from types import TracebackType
 from typing import IO, Any
 
 import httpx
-import redis
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.constants import HOST
+from tests.support.processes import (
+    ROOT,
+    PrivateRedis,
+    base_env,
+    free_port,
+    spawn,
+    tail,
+    terminate,
+    wait_until,
+)
+
 PYTHON = sys.executable
-HOST = "127.0.0.1"
 NAMESPACE = "bench"
 REDIS_KEY_PREFIX = "bench"
 # Throw-away values for throw-away processes: nothing here protects anything.
@@ -40,7 +46,8 @@ BENCH_SECRET = "bench-only-secret-key-never-deployed"  # noqa: S105
 BENCH_MASKING_SECRET = "bench-only-masking-key-never-deployed"  # noqa: S105
 UPSTREAM_CREDENTIAL = "sk-ant-bench-dummy"
 START_TIMEOUT = 90.0
-# Settings the proxy reads that must not leak in from the caller's environment.
+# The benchmarks' processes run in the caller's whole environment (base_env(inherit=None)),
+# but for these settings the proxy reads, which must not leak in from it.
 _CLEARED = (
     "SECRET_KEY_FILE",
     "MASKING_KEY_FILE",
@@ -60,80 +67,12 @@ class Unavailable(Exception):
     """A process a benchmark needs cannot be had here; the message says how to fix it."""
 
 
-def free_port() -> int:
-    """A port the kernel had free a moment ago (uvicorn with workers needs a number)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _spawn(
-    args: list[str], log: Path, env: Mapping[str, str] | None = None, **kwargs: Any
-) -> subprocess.Popen[bytes]:
-    # Our own commands with our own arguments; a session of their own, so that stopping one
-    # never signals this process.
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603
-            args,
-            cwd=ROOT,
-            env=dict(env) if env is not None else None,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **kwargs,
-        )
-
-
-def _stop(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """SIGTERM our process (uvicorn's master stops its own workers), then SIGKILL its group."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # the group we created for it
-            process.wait(timeout=grace)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _wait_until(ready: Any, process: subprocess.Popen[Any], what: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while not ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            _stop(process)
-            raise RuntimeError(f"{what} did not start:\n{_tail(log)}")
-        time.sleep(0.05)
-
-
 def _answers(url: str) -> bool:
     try:
         httpx.get(url, timeout=2.0)
     except httpx.HTTPError:
         return False
     return True
-
-
-@dataclass
-class PrivateRedis:
-    """A redis-server of our own: no persistence, loopback only, files in a temp dir."""
-
-    process: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=10)
 
 
 @dataclass
@@ -251,34 +190,10 @@ class Harness:
             binary = shutil.which("redis-server")
             if binary is None:
                 raise Unavailable("redis-server is not installed: run scripts/ensure-redis")
-            port = free_port()
-            log = self.tmp / "redis.log"
-            process = _spawn(
-                [
-                    binary,
-                    "--bind",
-                    HOST,
-                    "--port",
-                    str(port),
-                    "--dir",
-                    str(self.tmp),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                log,
-            )
-            self._stack.callback(_stop, process)
-            private = PrivateRedis(process, port)
-
-            def pong() -> bool:
-                try:
-                    return bool(private.client().ping())
-                except redis.RedisError:
-                    return False
-
-            _wait_until(pong, process, "the private redis-server", log)
+            # No persistence: the benchmarks measure the proxy, not Redis's disk.
+            private = PrivateRedis(binary, self.tmp, persistent=False)
+            private.start()
+            self._stack.callback(private.stop)
             self._redis = private
         return self._redis
 
@@ -290,14 +205,20 @@ class Harness:
         if name not in self._upstreams:
             port = free_port()
             log = self.tmp / f"upstream-{name}.log"
-            process = _spawn(
+            process = spawn(
                 [PYTHON, "-m", "uvicorn", "bench.fake_upstream:app", *_uvicorn_flags(port)],
                 log,
-                env=_base_env(),
+                env=base_env(inherit=None),
             )
-            self._stack.callback(_stop, process)
+            self._stack.callback(terminate, process)
             url = f"http://{HOST}:{port}"
-            _wait_until(lambda: _answers(url), process, f"the fake upstream {name}", log)
+            wait_until(
+                lambda: _answers(url),
+                process,
+                f"the fake upstream {name}",
+                log,
+                timeout=START_TIMEOUT,
+            )
             self._upstreams[name] = url
         return self._upstreams[name]
 
@@ -305,7 +226,7 @@ class Harness:
 
     def proxy_env(self) -> dict[str, str]:
         """The environment of manage.py and the proxy: every resource private to this run."""
-        env = _base_env()
+        env = base_env(inherit=None)
         for name in _CLEARED:
             env.pop(name, None)
         env.update(
@@ -375,7 +296,7 @@ class Harness:
         try:
             yield proxy
         finally:
-            _stop(proxy.process)
+            terminate(proxy.process)
 
     @contextlib.contextmanager
     def served_proxy(self, workers: int) -> Iterator[Proxy]:
@@ -386,29 +307,33 @@ class Harness:
         log = self.tmp / f"served-{port}.log"
         env = {**self.proxy_env(), "HOST": HOST, "PORT": str(port), "WORKERS": str(workers)}
         args = [PYTHON, "-m", "gunicorn", "-c", "python:config.serving", "config.asgi:application"]
-        process = _spawn(args, log, env)
+        process = spawn(args, log, env)
         try:
 
             def ready() -> bool:
-                started = len(re.findall(r"Started server process", _tail(log, 200)))
+                started = len(re.findall(r"Started server process", tail(log, 200)))
                 return started >= workers and _answers(f"http://{HOST}:{port}/health")
 
-            _wait_until(ready, process, f"make serve's server ({workers} worker(s))", log)
+            what = f"make serve's server ({workers} worker(s))"
+            wait_until(ready, process, what, log, timeout=START_TIMEOUT)
             yield Proxy(process=process, url=f"http://{HOST}:{port}", workers=workers, log=log)
         finally:
-            _stop(process)
+            terminate(process)
 
     def floor(self) -> Proxy:
         """The run's floor server (bench/floor_app.py): uvicorn and LiteLLM, nothing else."""
         if self._floor is None:
             port = free_port()
             log = self.tmp / f"floor-{port}.log"
-            env = {**_base_env(), "FLOOR_UPSTREAM_URL": self.upstream_url()}
+            env = {**base_env(inherit=None), "FLOOR_UPSTREAM_URL": self.upstream_url()}
             flags = _uvicorn_flags(port, lifespan="on")
-            process = _spawn([PYTHON, "-m", "uvicorn", "bench.floor_app:app", *flags], log, env)
-            self._stack.callback(_stop, process)
+            process = spawn([PYTHON, "-m", "uvicorn", "bench.floor_app:app", *flags], log, env)
+            self._stack.callback(terminate, process)
             url = f"http://{HOST}:{port}"
-            _wait_until(lambda: _answers(f"{url}/health"), process, "the floor server", log)
+            health = f"{url}/health"
+            wait_until(
+                lambda: _answers(health), process, "the floor server", log, timeout=START_TIMEOUT
+            )
             self._floor = Proxy(process=process, url=url, workers=1, log=log)
         return self._floor
 
@@ -420,18 +345,18 @@ class Harness:
         flags += ["--http", "config.http:BoundedHttpProtocol", "--ws", "none"]  # as make serve
         if workers > 1:
             flags += ["--workers", str(workers)]
-        process = _spawn(
+        process = spawn(
             [PYTHON, "-m", "uvicorn", "config.asgi:application", *flags], log, self.proxy_env()
         )
         if shared:
-            self._stack.callback(_stop, process)
+            self._stack.callback(terminate, process)
 
         def ready() -> bool:
             # Each worker logs this once it has imported the application.
-            started = len(re.findall(r"Started server process", _tail(log, 200)))
+            started = len(re.findall(r"Started server process", tail(log, 200)))
             return started >= workers and _answers(f"http://{HOST}:{port}/health")
 
-        _wait_until(ready, process, f"the proxy ({workers} worker(s))", log)
+        wait_until(ready, process, f"the proxy ({workers} worker(s))", log, timeout=START_TIMEOUT)
         return Proxy(process=process, url=f"http://{HOST}:{port}", workers=workers, log=log)
 
     # --- LiteLLM without the proxy ---------------------------------------------------------
@@ -443,7 +368,7 @@ class Harness:
                 process = subprocess.Popen(  # noqa: S603 - our own module
                     [PYTHON, "-m", "bench.direct_client", self.upstream_url()],
                     cwd=ROOT,
-                    env=_base_env(),
+                    env=base_env(inherit=None),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=errors,
@@ -463,16 +388,9 @@ def _stop_direct(process: subprocess.Popen[bytes]) -> None:
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        _stop(process)
+        terminate(process)
     if process.stdout is not None:
         process.stdout.close()
-
-
-def _base_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # LiteLLM: no price-map download and no .env loading at import.
-    env.update(LITELLM_OFFLINE_MODE="true", LITELLM_MODE="PRODUCTION", PYTHONUNBUFFERED="1")
-    return env
 
 
 def _uvicorn_flags(port: int, *, log_level: str = "warning", lifespan: str = "off") -> list[str]:

@@ -21,9 +21,10 @@ from typing import Any
 import redis
 
 from bench.engine_bench import generate_text
-from bench.harness import Harness, PrivateRedis, Unavailable
+from bench.harness import Harness, Unavailable
 from bench.load import latencies, messages_body
 from bench.report import Report, Row, RunOptions
+from tests.support.processes import PrivateRedis
 
 VALUE_COUNTS = (1, 100, 1_000)
 GOAL = 4  # for up to ALLOCATION_CHUNK values; one more per chunk beyond
@@ -87,12 +88,12 @@ def _one_request(url: str, api_key: str, body: dict[str, Any]) -> None:
 
 def _count(private: PrivateRedis, action: Any) -> tuple[Counter[str], dict[str, Counter[str]]]:
     """Commandstats calls for one action, and MONITOR's split into client and Lua commands."""
-    client = private.client()
+    client = private.client(timeout=10)
     monitored: dict[str, Counter[str]] = {"client": Counter(), "lua": Counter()}
     listening = threading.Event()
 
     def watch() -> None:
-        with private.client().monitor() as monitor:
+        with private.client(timeout=10).monitor() as monitor:
             listening.set()
             for entry in monitor.listen():
                 name = entry["command"].split(" ", 1)[0].strip('"').lower()

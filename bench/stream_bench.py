@@ -29,12 +29,12 @@ from bench.harness import (
     NAMESPACE,
     REDIS_KEY_PREFIX,
     Harness,
-    PrivateRedis,
     Unavailable,
 )
 from bench.load import StreamTiming, client, messages_body, percentile, standard_text, stream
 from bench.report import Report, Row, RunOptions
 from patterns.store import MappingStore, ValueCipher
+from tests.support.processes import PrivateRedis
 
 TTFB_GOAL_MS = 5.0
 _TOKEN = re.compile(r"[A-Z][A-Z0-9_]*_[0-9]{3,}")
@@ -175,7 +175,7 @@ def hold_back(raw: bytes, private: PrivateRedis, original: str) -> HoldBack:
         elif event.get("type") == "message_delta":
             masked = event.get("bench_masked_text", "")
     store = MappingStore(
-        private.client(),
+        private.client(timeout=10),
         ValueCipher(BENCH_MASKING_SECRET.encode()),
         ttl=3600,
         key_prefix=REDIS_KEY_PREFIX,

@@ -145,3 +145,21 @@ def test_nothing_imports_from_a_conftest_and_support_imports_no_test_module() ->
             assert name.split(".")[-1] != "conftest", f"{path} imports {name}"
             if path.is_relative_to(ROOT / "tests" / "support"):
                 assert not name.split(".")[-1].startswith("test_"), f"{path} imports {name}"
+
+
+# What tests/support/processes.py defines for the tests and the benchmarks alike (by name;
+# a test's own wait for a condition is not a process helper, so wait_until is not listed).
+PROCESS_HELPERS = frozenset(
+    {"free_port", "spawn", "terminate", "base_env", "running_in_group", "PrivateRedis"}
+)
+
+
+def test_each_process_helper_is_defined_once_for_tests_and_benchmarks() -> None:
+    home = ROOT / "tests" / "support" / "processes.py"
+    for path in _test_and_bench_files():
+        if path == home:
+            continue
+        for node in ast.walk(parse_file(path)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bare = node.name.lstrip("_")
+                assert bare not in PROCESS_HELPERS, f"{path} defines {node.name} again"
