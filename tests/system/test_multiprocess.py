@@ -148,6 +148,31 @@ def test_concurrent_clients_across_processes_get_one_placeholder_per_value(
     for job, reply in zip(jobs, replies, strict=True):
         assert reply.status == 200, reply.raw
         assert reply.text == echo_of(job.text)  # exactly its own values, restored
+    mapping, numbers = _assert_one_placeholder_per_value_numbered_without_gaps(cluster, jobs)
+    upstream_bodies = cluster.upstream.raw_bodies().decode("utf-8", "replace")
+    assert [value for value in pool if value in upstream_bodies] == []
+    used = {value for job in jobs for value in job.values}
+    _assert_redis_and_logs_hold_no_original(cluster, redis_client, mapping, used, pool)
+    # Every process wrote its audit rows to the one database.
+    rows = cluster.site.wait_for_audit(len(jobs))
+    assert Counter(row["status"] for row in rows) == {200: len(jobs)}
+
+    per_process = Counter(job.process for job in jobs)
+    print(
+        f"\n[multiprocess] {len(jobs)} requests ({sum(j.stream for j in jobs)} streamed) from "
+        f"{CLIENTS} clients over {PROCESSES} processes "
+        f"({', '.join(str(per_process[n]) for n in range(PROCESSES))}) in {elapsed:.1f} s; "
+        f"{len(used)} distinct values, {len(mapping)} placeholders "
+        f"({', '.join(f'{p} {len(n)}' for p, n in sorted(numbers.items()))}); "
+        f"{sum(len(j.values) for j in jobs)} values masked, all restored; {len(rows)} audit rows"
+    )
+
+
+def _assert_one_placeholder_per_value_numbered_without_gaps(
+    cluster: Cluster, jobs: list[Job]
+) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """What the upstream received: each value always the same placeholder, never shared, of
+    its kind's prefix, each prefix numbered 1..n. The mapping, and the numbers by prefix."""
     forwarded = forwarded_texts(cluster.upstream)
     assert len(cluster.upstream.requests) == len(jobs)
     placeholders_of: defaultdict[str, set[str]] = defaultdict(set)
@@ -172,10 +197,17 @@ def test_concurrent_clients_across_processes_get_one_placeholder_per_value(
     # Atomic allocation numbers each prefix 1..n with no gap and no repeat.
     for prefix, issued in numbers.items():
         assert sorted(issued) == list(range(1, len(issued) + 1)), prefix
-    upstream_bodies = cluster.upstream.raw_bodies().decode("utf-8", "replace")
-    assert [value for value in pool if value in upstream_bodies] == []
+    return mapping, numbers
 
-    # Redis holds exactly these mappings, and no original in plaintext.
+
+def _assert_redis_and_logs_hold_no_original(
+    cluster: Cluster,
+    redis_client: redis.Redis,
+    mapping: dict[str, str],
+    used: set[str],
+    pool: list[str],
+) -> None:
+    """Redis holds exactly these mappings, and no original in plaintext; nor do the logs."""
     store = MappingStore(
         redis_client,
         ValueCipher(PROCESS_MASKING_KEY.encode()),
@@ -189,19 +221,6 @@ def test_concurrent_clients_across_processes_get_one_placeholder_per_value(
     assert [value for value in pool if value in redis_dump] == []
     logs = "\n".join(proxy.output() for proxy in cluster.proxies)
     assert [value for value in pool if value in logs] == []
-    # Every process wrote its audit rows to the one database.
-    rows = cluster.site.wait_for_audit(len(jobs))
-    assert Counter(row["status"] for row in rows) == {200: len(jobs)}
-
-    per_process = Counter(job.process for job in jobs)
-    print(
-        f"\n[multiprocess] {len(jobs)} requests ({sum(j.stream for j in jobs)} streamed) from "
-        f"{CLIENTS} clients over {PROCESSES} processes "
-        f"({', '.join(str(per_process[n]) for n in range(PROCESSES))}) in {elapsed:.1f} s; "
-        f"{len(used)} distinct values, {len(mapping)} placeholders "
-        f"({', '.join(f'{p} {len(n)}' for p, n in sorted(numbers.items()))}); "
-        f"{sum(len(j.values) for j in jobs)} values masked, all restored; {len(rows)} audit rows"
-    )
 
 
 # Which of the conversation's values each user turn mentions: some new, some repeated.

@@ -174,7 +174,40 @@ def test_redis_stopped_under_load_fails_closed_and_recovers_with_same_placeholde
     jobs = faults.jobs("load", LOAD_REQUESTS)
     replies = faults.send_all(jobs, midway=(STOP_AFTER, stop_redis))
     forwarded_after_load = len(faults.upstream.requests)
+    statuses, served = _assert_served_until_stopped_then_refused(
+        faults, before, jobs, replies, stopped_at[0]
+    )
 
+    # While Redis stays down, a further batch is refused and nothing more is forwarded.
+    outage = faults.send_all(faults.jobs("outage", OUTAGE_REQUESTS))
+    for reply in outage:
+        assert_fails_closed(reply)
+    assert len(faults.upstream.requests) == forwarded_after_load
+    assert faults.proxy.health() == 503  # and it says it cannot serve
+
+    recovered, attempts, recovered_in = _recover_keeping_placeholders(
+        faults, before, served, placeholders_before, forwarded_after_load
+    )
+
+    upstream_bodies = faults.upstream.raw_bodies().decode("utf-8", "replace")
+    assert [value for value in faults.sent_values if value in upstream_bodies] == []
+    print(
+        f"\n[redis stopped under load] {len(jobs)} requests ({sum(j.stream for j in jobs)} "
+        f"streamed) from {CLIENTS} clients, Redis stopped after {STOP_AFTER} answers: "
+        f"{statuses[200]} x 200, {statuses[503]} x 503, "
+        f"no other status; forwards observed: {forwarded_after_load} (the 200s and 1 before); "
+        f"outage batch: {len(outage)} x 503, forwards unchanged; served again "
+        f"{recovered_in:.2f} s after the restart ({len(attempts) - 1} refused attempts), "
+        f"{len(recovered.values)} earlier values kept their placeholders; "
+        f"{time.monotonic() - began:.1f} s"
+    )
+
+
+def _assert_served_until_stopped_then_refused(
+    faults: FaultLab, before: Job, jobs: list[Job], replies: list[Reply], stopped_at: float
+) -> tuple[Counter[int], list[Job]]:
+    """Every answer a 200 with its own values or a 503, none served after the stop, and only
+    the served requests forwarded, each once. The statuses, and the jobs served."""
     statuses = Counter(reply.status for reply in replies)
     assert set(statuses) <= {200, 503}, statuses  # never a 500
     for job, reply in zip(jobs, replies, strict=True):
@@ -184,22 +217,25 @@ def test_redis_stopped_under_load_fails_closed_and_recovers_with_same_placeholde
             assert_fails_closed(reply)
     # Redis went away midway: some answers came before, the rest were refused.
     assert statuses[200] >= STOP_AFTER and statuses[503] > 0, statuses
-    assert all(not r.ok for r in replies if r.started > stopped_at[0])
+    assert all(not r.ok for r in replies if r.started > stopped_at)
     # Exactly the requests answered 200 reached the upstream, each once; no refused one did.
     served = [job for job, reply in zip(jobs, replies, strict=True) if reply.ok]
     forwarded = forwarded_texts(faults.upstream)
     assert set(forwarded) == {before.tag} | {job.tag for job in served}
     assert all(len(texts) == 1 for texts in forwarded.values())
+    return statuses, served
 
-    # While Redis stays down, a further batch is refused and nothing more is forwarded.
-    outage = faults.send_all(faults.jobs("outage", OUTAGE_REQUESTS))
-    for reply in outage:
-        assert_fails_closed(reply)
-    assert len(faults.upstream.requests) == forwarded_after_load
-    assert faults.proxy.health() == 503  # and it says it cannot serve
 
-    # Back on the same port and data: the proxy recovers without a restart, and values sent
-    # before the outage keep their placeholders.
+def _recover_keeping_placeholders(
+    faults: FaultLab,
+    before: Job,
+    served: list[Job],
+    placeholders_before: dict[str, str],
+    forwarded_after_load: int,
+) -> tuple[Job, list[Reply], float]:
+    """Back on the same port and data: the proxy recovers without a restart, and values sent
+    before the outage keep their placeholders. The request served, every attempt, and how
+    long after the restart it was served."""
     first_seen = {v: p for job in served for v, p in faults.placeholders(job).items()}
     earlier = [value for job in served for value in job.values][:16]
     faults.redis.start()
@@ -215,19 +251,7 @@ def test_redis_stopped_under_load_fails_closed_and_recovers_with_same_placeholde
     assert faults.placeholders(recovered) == kept
     assert len(faults.upstream.requests) == forwarded_after_load + 1  # no refused attempt
     assert faults.proxy.health() == 200
-
-    upstream_bodies = faults.upstream.raw_bodies().decode("utf-8", "replace")
-    assert [value for value in faults.sent_values if value in upstream_bodies] == []
-    print(
-        f"\n[redis stopped under load] {len(jobs)} requests ({sum(j.stream for j in jobs)} "
-        f"streamed) from {CLIENTS} clients, Redis stopped after {STOP_AFTER} answers: "
-        f"{statuses[200]} x 200, {statuses[503]} x 503, "
-        f"no other status; forwards observed: {forwarded_after_load} (the 200s and 1 before); "
-        f"outage batch: {len(outage)} x 503, forwards unchanged; served again "
-        f"{recovered_in:.2f} s after the restart ({len(attempts) - 1} refused attempts), "
-        f"{len(recovered.values)} earlier values kept their placeholders; "
-        f"{time.monotonic() - began:.1f} s"
-    )
+    return recovered, attempts, recovered_in
 
 
 def test_connections_pooled_before_a_redis_restart_refuse_nothing_after_it(

@@ -38,7 +38,7 @@ from proxy.errors import MaskingUnavailable
 from tests.support.constants import HOST, PROCESS_MASKING_KEY
 from tests.support.fakes.anthropic_upstream import FakeAnthropic
 from tests.support.processes import REDIS_NEEDED, PrivateRedis, PrivateSentinel
-from tests.support.sites import ProxyProcess, prepare_site, running_proxies
+from tests.support.sites import ProxyProcess, Site, prepare_site, running_proxies
 from tests.support.traffic import (
     Job,
     Reply,
@@ -209,7 +209,57 @@ def _failover_under_load(
     group: Group, wait_replicas: int, directory: Path, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.clear()
-    site = prepare_site(
+    site = _failover_site(group, wait_replicas, directory, fake_anthropic)
+    # manage.py wrote through django-redis's Sentinel pool: the key and the rules version.
+    key = site.create_api_key("failover", namespace=NAMESPACE)
+    factory = ValueFactory(seed=88)
+    record = Record()
+    with running_proxies(site) as (proxy,), httpx.Client(timeout=60.0) as client:
+        before = _send_before_anything_fails(client, proxy, key, factory, record)
+        _wait(group.replicas_caught_up, 30.0, "the replicas did not catch up")
+        load = _load_while_the_master_is_killed(group, proxy, key, factory, record, before)
+        new_master = group.promoted()
+        _serve_after_the_failover(client, proxy, site, factory, record)
+        forwarded, again = _send_every_forwarded_value_again(
+            client, proxy, key, fake_anthropic, record
+        )
+
+    statuses = _assert_every_answer(record)
+    _assert_nothing_unmasked_reached_the_upstream(record, fake_anthropic)
+    holds = _held_by(new_master, forwarded)
+    kept, lost, reassigned = _classify(forwarded, again, holds)
+    before_values = {value for job in before for value in job.values}
+    # Replicated before the kill: every one keeps its placeholder.
+    assert before_values <= set(kept)
+    if wait_replicas:
+        # Nothing was forwarded before a replica had it: nothing forwarded was lost.
+        assert (lost, reassigned) == ([], [])
+    # One placeholder per value and one value per placeholder, except where the replica had
+    # not received a mapping when the master died (measured and printed below).
+    by_placeholder, doubled = _assert_one_placeholder_per_value(
+        forwarded, again, exempt=set(lost) | set(reassigned)
+    )
+
+    after_kill = [r for _, r in record.answers if r.started > load.killed_at]
+    refused = [r for r in after_kill if r.status == 503]
+    first_served = min(r.finished for r in after_kill if r.ok)
+    print(
+        f"\nsentinel failover (REDIS_WAIT_REPLICAS={wait_replicas}, {len(group.replicas)} "
+        f"replicas): {len(record.answers)} requests ({dict(statuses)}) in "
+        f"{load.seconds:.1f} s of load; 503s after the kill: {len(refused)}; sentinels "
+        f"switched {load.switched:.2f} s after SIGKILL; first 200 after the kill "
+        f"{first_served - load.killed_at:.2f} s after it; forwards: "
+        f"{len(fake_anthropic.requests)}; values forwarded before the check: {len(forwarded)}, "
+        f"placeholders seen: {len(by_placeholder)}; kept {len(kept)}, lost {len(lost)}, "
+        f"reassigned {len(reassigned)}; placeholders with two values: {len(doubled)}"
+    )
+
+
+def _failover_site(
+    group: Group, wait_replicas: int, directory: Path, fake_anthropic: FakeAnthropic
+) -> Site:
+    """A migrated site whose proxies find the master through the sentinels."""
+    return prepare_site(
         directory,
         redis_url=f"redis://{SERVICE}/0",
         redis_key_prefix=KEY_PREFIX,
@@ -219,111 +269,159 @@ def _failover_under_load(
         REDIS_SOCKET_TIMEOUT=str(SOCKET_TIMEOUT),
         REDIS_WAIT_REPLICAS=str(wait_replicas),
     )
-    # manage.py wrote through django-redis's Sentinel pool: the key and the rules version.
-    key = site.create_api_key("failover", namespace=NAMESPACE)
-    factory = ValueFactory(seed=88)
-    record = Record()
-    with running_proxies(site) as (proxy,), httpx.Client(timeout=60.0) as client:
-        # 1. Values written and replicated before anything fails.
-        before = [Job(f"before {n:03d}", tuple(factory.mixed(4))) for n in range(BEFORE_REQUESTS)]
-        for job in before:
-            reply = _send(client, proxy, key, job)
-            assert reply.status == 200, reply.raw
-            record.add(job, reply)
-        _wait(group.replicas_caught_up, 30.0, "the replicas did not catch up")
-        old_port = group.master.port
 
-        # 2. Load from several clients, each request with new values and one earlier value;
-        # the master is killed midway and the load goes on until the proxy serves again.
-        stop = threading.Event()
-        killed_at: list[float] = []
-        lock = threading.Lock()
-        counter = iter(range(1_000_000))
-        earlier = [value for job in before for value in job.values]
 
-        def next_job() -> Job:
-            with lock:
-                n = next(counter)
-                values = (*factory.mixed(3), earlier[n % len(earlier)])
-            return Job(f"load {n:05d}", values, stream=n % 4 == 3)
-
-        def client_loop() -> None:
-            with httpx.Client(timeout=60.0) as own:
-                while not stop.is_set():
-                    job = next_job()
-                    reply = _send(own, proxy, key, job)
-                    record.add(job, reply)
-                    if reply.status != 200:
-                        time.sleep(0.02)
-
-        threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
-        began = time.monotonic()
-        for thread in threads:
-            thread.start()
-        try:
-            _wait(lambda: len(record.answers) >= BEFORE_REQUESTS + KILL_AFTER, 120.0, "no load")
-            group.master.kill()
-            killed_at.append(time.monotonic())
-            switched = _wait(
-                lambda: group.master_port() not in (old_port, None),
-                FAILOVER_WITHIN,
-                "the sentinels did not fail over",
-            )
-
-            def served_after_kill() -> int:
-                with record.lock:
-                    return sum(
-                        1
-                        for _, reply in record.answers
-                        if reply.ok and reply.started > killed_at[0]
-                    )
-
-            _wait(lambda: served_after_kill() >= SERVED_AFTER, FAILOVER_WITHIN, "not served")
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        load_seconds = time.monotonic() - began
-        new_master = group.promoted()
-
-        # 3. The same proxy process, never restarted, serves; so does a new key (sync path).
-        assert proxy.health() == 200
-        second_key = site.create_api_key("after", namespace=NAMESPACE)
-        (after,) = [Job("after 000", tuple(factory.mixed(2)))]
-        reply = _send_until_served(client, proxy, second_key, after, record)
+def _send_before_anything_fails(
+    client: httpx.Client, proxy: ProxyProcess, key: str, factory: ValueFactory, record: Record
+) -> list[Job]:
+    """Step 1: values written and replicated before anything fails; every one served."""
+    before = [Job(f"before {n:03d}", tuple(factory.mixed(4))) for n in range(BEFORE_REQUESTS)]
+    for job in before:
+        reply = _send(client, proxy, key, job)
         assert reply.status == 200, reply.raw
+        record.add(job, reply)
+    return before
 
-        # 4. Every value forwarded so far, sent again: which placeholder does it get now?
-        forwarded = _forwarded_placeholders(fake_anthropic, record)
-        resend_values = sorted(forwarded)
-        again: dict[str, str] = {}
-        for n in range(0, len(resend_values), 8):
-            job = Job(f"again {n:05d}", tuple(resend_values[n : n + 8]))
-            reply = _send_until_served(client, proxy, key, job, record)
-            assert reply.status == 200, reply.raw
-            (masked,) = forwarded_texts(fake_anthropic)[job.tag]
-            again.update(zip(job.values, bracketed(masked), strict=True))
 
-    # Every answer: 200 with its own values, or 503 in Anthropic's shape. Never a 500.
+@dataclass(frozen=True)
+class Load:
+    """When the master was killed, how long the sentinels took to switch, how long it ran."""
+
+    killed_at: float
+    switched: float
+    seconds: float
+
+
+def _load_while_the_master_is_killed(
+    group: Group,
+    proxy: ProxyProcess,
+    key: str,
+    factory: ValueFactory,
+    record: Record,
+    before: list[Job],
+) -> Load:
+    """Step 2: load from several clients, each request with new values and one earlier value;
+    the master is killed midway and the load goes on until the proxy serves again."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    counter = iter(range(1_000_000))
+    earlier = [value for job in before for value in job.values]
+
+    def next_job() -> Job:
+        with lock:
+            n = next(counter)
+            values = (*factory.mixed(3), earlier[n % len(earlier)])
+        return Job(f"load {n:05d}", values, stream=n % 4 == 3)
+
+    def client_loop() -> None:
+        with httpx.Client(timeout=60.0) as own:
+            while not stop.is_set():
+                job = next_job()
+                reply = _send(own, proxy, key, job)
+                record.add(job, reply)
+                if reply.status != 200:
+                    time.sleep(0.02)
+
+    threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    try:
+        killed_at, switched = _kill_the_master_and_wait_for_service(group, record)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return Load(killed_at=killed_at, switched=switched, seconds=time.monotonic() - began)
+
+
+def _kill_the_master_and_wait_for_service(group: Group, record: Record) -> tuple[float, float]:
+    """Once the load is under way, SIGKILL the master; return once the sentinels have
+    switched and the proxy has served SERVED_AFTER requests since. When it was killed, and
+    how long the sentinels took."""
+    old_port = group.master.port
+    _wait(lambda: len(record.answers) >= BEFORE_REQUESTS + KILL_AFTER, 120.0, "no load")
+    group.master.kill()
+    killed_at = time.monotonic()
+    switched = _wait(
+        lambda: group.master_port() not in (old_port, None),
+        FAILOVER_WITHIN,
+        "the sentinels did not fail over",
+    )
+
+    def served_after_kill() -> int:
+        with record.lock:
+            return sum(1 for _, reply in record.answers if reply.ok and reply.started > killed_at)
+
+    _wait(lambda: served_after_kill() >= SERVED_AFTER, FAILOVER_WITHIN, "not served")
+    return killed_at, switched
+
+
+def _serve_after_the_failover(
+    client: httpx.Client, proxy: ProxyProcess, site: Site, factory: ValueFactory, record: Record
+) -> None:
+    """Step 3: the same proxy process, never restarted, serves; so does a new key (sync
+    path)."""
+    assert proxy.health() == 200
+    second_key = site.create_api_key("after", namespace=NAMESPACE)
+    (after,) = [Job("after 000", tuple(factory.mixed(2)))]
+    reply = _send_until_served(client, proxy, second_key, after, record)
+    assert reply.status == 200, reply.raw
+
+
+def _send_every_forwarded_value_again(
+    client: httpx.Client,
+    proxy: ProxyProcess,
+    key: str,
+    fake_anthropic: FakeAnthropic,
+    record: Record,
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Step 4: every value forwarded so far, sent again: which placeholder does it get now?
+    The placeholders each value was forwarded with, and the one it gets now."""
+    forwarded = _forwarded_placeholders(fake_anthropic, record)
+    resend_values = sorted(forwarded)
+    again: dict[str, str] = {}
+    for n in range(0, len(resend_values), 8):
+        job = Job(f"again {n:05d}", tuple(resend_values[n : n + 8]))
+        reply = _send_until_served(client, proxy, key, job, record)
+        assert reply.status == 200, reply.raw
+        (masked,) = forwarded_texts(fake_anthropic)[job.tag]
+        again.update(zip(job.values, bracketed(masked), strict=True))
+    return forwarded, again
+
+
+def _assert_every_answer(record: Record) -> Counter[int]:
+    """Every answer: 200 with its own values, or 503 in Anthropic's shape. Never a 500."""
     statuses = Counter(reply.status for _, reply in record.answers)
     assert set(statuses) <= {200, 503}, statuses
     for job, reply in record.answers:
         assert_answer(job, reply)
+    return statuses
 
-    # Nothing unmasked reached the upstream.
+
+def _assert_nothing_unmasked_reached_the_upstream(
+    record: Record, fake_anthropic: FakeAnthropic
+) -> None:
     sent_values = {value for job, _ in record.answers for value in job.values}
     upstream_bodies = "\n".join(json.dumps(r.json) for r in fake_anthropic.requests)
     assert not [value for value in sent_values if value in upstream_bodies]
 
-    # Read the new master directly: placeholder -> value it now holds, for every one seen.
+
+def _held_by(new_master: PrivateRedis, forwarded: dict[str, list[str]]) -> dict[str, str]:
+    """Read the new master directly: placeholder -> value it now holds, for every one seen."""
     with new_master.client() as direct:
         store = MappingStore(
             direct, ValueCipher(PROCESS_MASKING_KEY.encode()), ttl=3600, key_prefix=KEY_PREFIX
         )
         seen = {p for placeholders in forwarded.values() for p in placeholders}
-        holds = store.restore(NAMESPACE, seen)
+        return store.restore(NAMESPACE, seen)
 
-    # Classify every value forwarded before step 4 by what the new master holds for it.
+
+def _classify(
+    forwarded: dict[str, list[str]], again: dict[str, str], holds: dict[str, str]
+) -> tuple[list[str], list[str], list[str]]:
+    """Every value forwarded before step 4, by what the new master holds for it: kept (same
+    placeholder, held), lost (its placeholder holds nothing) or reassigned (another value)."""
     kept, lost, reassigned = [], [], []
     for value, placeholders in forwarded.items():
         first = placeholders[0]
@@ -333,15 +431,14 @@ def _failover_under_load(
             lost.append(value)
         else:
             reassigned.append(value)
-    before_values = {value for job in before for value in job.values}
-    # Replicated before the kill: every one keeps its placeholder.
-    assert before_values <= set(kept)
-    if wait_replicas:
-        # Nothing was forwarded before a replica had it: nothing forwarded was lost.
-        assert (lost, reassigned) == ([], [])
-    # One placeholder per value and one value per placeholder, except where the replica had
-    # not received a mapping when the master died (measured and printed below).
-    exempt = set(lost) | set(reassigned)
+    return kept, lost, reassigned
+
+
+def _assert_one_placeholder_per_value(
+    forwarded: dict[str, list[str]], again: dict[str, str], *, exempt: set[str]
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """One placeholder per value and one value per placeholder, but for the `exempt` values.
+    Every placeholder with its values, and those with more than one."""
     by_placeholder: defaultdict[str, set[str]] = defaultdict(set)
     for value, placeholders in forwarded.items():
         if value not in exempt:
@@ -352,21 +449,7 @@ def _failover_under_load(
         by_placeholder[placeholder].add(value)
     doubled = {p: vs for p, vs in by_placeholder.items() if len(vs) > 1}
     assert all(values & exempt for values in doubled.values()), doubled
-
-    killed = killed_at[0]
-    after_kill = [r for _, r in record.answers if r.started > killed]
-    refused = [r for r in after_kill if r.status == 503]
-    first_served = min(r.finished for r in after_kill if r.ok)
-    print(
-        f"\nsentinel failover (REDIS_WAIT_REPLICAS={wait_replicas}, {len(group.replicas)} "
-        f"replicas): {len(record.answers)} requests ({dict(statuses)}) in "
-        f"{load_seconds:.1f} s of load; 503s after the kill: {len(refused)}; sentinels "
-        f"switched {switched:.2f} s after SIGKILL; first 200 after the kill "
-        f"{first_served - killed:.2f} s after it; forwards: {len(fake_anthropic.requests)}; "
-        f"values forwarded before the check: {len(forwarded)}, placeholders seen: "
-        f"{len(by_placeholder)}; kept {len(kept)}, lost {len(lost)}, reassigned "
-        f"{len(reassigned)}; placeholders with two values: {len(doubled)}"
-    )
+    return by_placeholder, doubled
 
 
 def _send(client: httpx.Client, proxy: ProxyProcess, key: str, job: Job) -> Reply:
