@@ -384,13 +384,7 @@ def test_make_serve_runs_workers_serves_static_files_and_stops_on_sigterm(
 
     process = make_serve(env, log)
     try:
-        deadline = time.monotonic() + START_SECONDS
-        while not (
-            log.read_text(errors="replace").count("Started server process") == 2
-            and new_client_outcome(url) == "200"
-        ):
-            assert process.poll() is None and time.monotonic() < deadline, tail(log)
-            time.sleep(0.1)
+        _wait_for_two_workers(process, log, url)
         server = next(
             line for line in command_lines(process.pid) if "python:config.serving" in line
         )
@@ -435,6 +429,17 @@ def test_make_serve_runs_workers_serves_static_files_and_stops_on_sigterm(
     assert left_running == []
     assert output.count("Application shutdown complete") == 2, output
     assert row is not None and (row["status"], row["restored_total"]) == (200, len(values))
+
+
+def _wait_for_two_workers(process: subprocess.Popen[bytes], log: Path, url: str) -> None:
+    """Until both workers have started and a new client is served (make must not exit)."""
+    deadline = time.monotonic() + START_SECONDS
+    while not (
+        log.read_text(errors="replace").count("Started server process") == 2
+        and new_client_outcome(url) == "200"
+    ):
+        assert process.poll() is None and time.monotonic() < deadline, tail(log)
+        time.sleep(0.1)
 
 
 def _status_of_raw_request(port: int, header_value: bytes) -> bytes:
