@@ -19,8 +19,8 @@ from django.conf import settings
 
 from proxy.errors import MaskingUnavailable, RateLimitingUnavailable
 from proxy.models import ApiKey
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.live import IssuedKey, wait_for_audit
+from tests.support.fakes.anthropic_upstream import FakeAnthropic
+from tests.support.live import IssuedKey, wait_for_audit
 
 BODY = {
     "model": "fake-echo",

@@ -5,7 +5,7 @@ HOST = "127.0.0.1"
 
 # The live proxy's settings (tests/support/live.py). Throw-away values: nothing here protects
 # anything.
-MASTER_KEY = "sk-litellm-master-key"  # LITELLM_MASTER_KEY, accepted as a Bearer token
+MASTER_KEY = "sk-litellm-master-key"  # PROXY_MASTER_KEY, accepted as a Bearer token
 UPSTREAM_KEY = "sk-ant-upstream-test-key"  # the provider key the proxy forwards
 
 # The settings of proxy processes (tests/support/sites.py): throw-away secrets for throw-away

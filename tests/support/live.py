@@ -29,7 +29,7 @@ def proxy_url(fake_anthropic: FakeAnthropic) -> Iterator[str]:
     overrides = override_settings(
         PROXY_UPSTREAM_BASE_URL=fake_anthropic.base_url,
         ANTHROPIC_API_KEY=UPSTREAM_KEY,
-        LITELLM_MASTER_KEY=MASTER_KEY,
+        PROXY_MASTER_KEY=MASTER_KEY,
         PROXY_UPSTREAM_TIMEOUT=10.0,
     )
     overrides.enable()
