@@ -146,11 +146,11 @@ def test_every_positive_example_stays_fully_masked_in_the_whole_library(
 # --- a Korean infrastructure report: every value masked, restored byte for byte -------------
 
 
-def test_spec_example_leaves_none_of_its_values(library: Snapshot) -> None:
+def test_the_korean_report_leaves_none_of_its_values(library: Snapshot) -> None:
     assert_masked_and_restored(library, KOREAN_REPORT, KOREAN_REPORT_VALUES)
 
 
-def test_spec_example_gives_each_value_its_own_placeholder(library: Snapshot) -> None:
+def test_the_korean_report_gives_each_value_its_own_placeholder(library: Snapshot) -> None:
     masked, allocator = mask(library, KOREAN_REPORT)
     placeholders = [allocator.placeholders[value] for value in KOREAN_REPORT_VALUES]
     assert len(set(placeholders)) == len(KOREAN_REPORT_VALUES)
@@ -163,7 +163,7 @@ def test_spec_example_gives_each_value_its_own_placeholder(library: Snapshot) ->
     )
 
 
-def test_spec_example_round_trips_byte_for_byte(library: Snapshot) -> None:
+def test_the_korean_report_round_trips_byte_for_byte(library: Snapshot) -> None:
     masked, allocator = mask(library, KOREAN_REPORT)
     assert unmask(masked, allocator.restore_map).encode() == KOREAN_REPORT.encode()
 

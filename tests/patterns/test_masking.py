@@ -39,7 +39,7 @@ async def masked_as_a_request(*, namespace: str, texts: Sequence[str]) -> Masked
         await store.aclose()
 
 
-def test_spec_example_is_masked_restored_and_stable(namespace: str) -> None:
+def test_the_korean_report_is_masked_restored_and_stable(namespace: str) -> None:
     first = masked_as_a_request(namespace=namespace, texts=[KOREAN_REPORT])
     masked = first.texts[0]
     for value in KOREAN_REPORT_VALUES:

@@ -59,7 +59,7 @@ def test_a_later_turn_names_a_value_bare_and_the_provider_never_sees_it(
 
 
 @pytest.mark.parametrize("text", KOREAN_VARIANTS)
-def test_the_specs_korean_lists_with_particles_leave_nothing_and_round_trip(
+def test_korean_lists_with_particles_leave_nothing_and_round_trip(
     client: anthropic.Anthropic, upstream: FakeAnthropic, text: str
 ) -> None:
     with client.messages.stream(
