@@ -137,14 +137,14 @@ def _test_and_bench_files() -> list[Path]:
     return [*_python_files("tests"), *_python_files("bench")]
 
 
-def test_nothing_imports_from_a_conftest_and_support_imports_no_test_module() -> None:
+def test_nothing_imports_from_a_conftest_or_a_test_module() -> None:
     """Shared helpers live in tests/support and their fixtures are registered once
-    (`pytest_plugins` in tests/conftest.py): importing a conftest would run it twice."""
+    (`pytest_plugins` in tests/conftest.py): importing a conftest would run it twice, and a
+    test module's helpers another suite needs belong in tests/support."""
     for path in _test_and_bench_files():
         for name in _imports(path):
             assert name.split(".")[-1] != "conftest", f"{path} imports {name}"
-            if path.is_relative_to(ROOT / "tests" / "support"):
-                assert not name.split(".")[-1].startswith("test_"), f"{path} imports {name}"
+            assert not name.split(".")[-1].startswith("test_"), f"{path} imports {name}"
 
 
 # What tests/support/processes.py defines for the tests and the benchmarks alike (by name;

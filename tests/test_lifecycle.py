@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_settings_env import _in_fresh_interpreter
+from tests.support.processes import in_fresh_interpreter
 
 LIFESPAN = """
 import asyncio, gc, json
@@ -37,7 +37,7 @@ print(json.dumps(shown))
 
 
 def test_start_up_moves_what_it_built_out_of_the_collectors_way() -> None:
-    done = _in_fresh_interpreter(
+    done = in_fresh_interpreter(
         LIFESPAN, lambda name: False, DJANGO_SETTINGS_MODULE="tests.settings"
     )
     assert done.returncode == 0, done.stderr[-2000:]

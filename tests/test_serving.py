@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.test_settings_env import _in_fresh_interpreter
+from tests.support.processes import in_fresh_interpreter
 
 SERVING_VARIABLES = {"HOST", "PORT", "WORKERS", "SHUTDOWN_GRACE_SECONDS", "TRUST_X_FORWARDED_PROTO"}
 SHOW = (
@@ -18,7 +18,7 @@ SHOW = (
 
 
 def _serving(**environment: str) -> dict[str, object]:
-    done = _in_fresh_interpreter(SHOW, SERVING_VARIABLES.__contains__, **environment)
+    done = in_fresh_interpreter(SHOW, SERVING_VARIABLES.__contains__, **environment)
     assert done.returncode == 0, done.stderr
     shown: dict[str, object] = json.loads(done.stdout)
     return shown

@@ -2,10 +2,7 @@
 database, no Redis)."""
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from tests.support.processes import in_fresh_interpreter
 
 VAR = "MASKPROXY_TEST_VARIABLE"
 FORMER = "MASKPROXY_TEST_FORMER_NAME"
@@ -204,24 +202,6 @@ def test_secret_set_under_both_names_is_refused_naming_both(
     assert "a-secret" not in message and "in-a-file" not in message
 
 
-def _in_fresh_interpreter(
-    code: str, dropped: Callable[[str], bool], **overrides: str
-) -> subprocess.CompletedProcess[str]:
-    """Run code in a fresh interpreter from the repository, with the environment less the
-    variables `dropped` names, plus overrides."""
-    env = {name: value for name, value in os.environ.items() if not dropped(name)}
-    env.update(overrides)
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
 def _with_secret(**overrides: str) -> dict[str, str]:
     return {"SECRET_KEY": "test-only-secret-key-never-deployed", **overrides}
 
@@ -229,7 +209,7 @@ def _with_secret(**overrides: str) -> dict[str, str]:
 def _import_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
     """Import config.settings in a fresh interpreter with no settings variables but overrides."""
     dropped = {"DJANGO_DEBUG", "SECRET_KEY", "SECRET_KEY_FILE"}.__contains__
-    return _in_fresh_interpreter("import config.settings", dropped, **overrides)
+    return in_fresh_interpreter("import config.settings", dropped, **overrides)
 
 
 def test_settings_refuse_to_load_without_secret_key_when_debug_is_off() -> None:
@@ -255,7 +235,7 @@ def _master_key(**overrides: str) -> subprocess.CompletedProcess[str]:
     """settings.PROXY_MASTER_KEY as JSON, from a fresh interpreter with no master key
     variable but overrides."""
     code = "import json, config.settings as s; print(json.dumps(s.PROXY_MASTER_KEY))"
-    return _in_fresh_interpreter(
+    return in_fresh_interpreter(
         code, MASTER_KEY_VARIABLES.__contains__, **_with_secret(**overrides)
     )
 
@@ -291,7 +271,7 @@ def test_master_key_under_both_names_is_refused() -> None:
 def _default_database(**overrides: str) -> subprocess.CompletedProcess[str]:
     """DATABASES["default"] as JSON, from config.settings in a fresh interpreter."""
     code = "import json, config.settings as s; print(json.dumps(s.DATABASES['default']))"
-    return _in_fresh_interpreter(
+    return in_fresh_interpreter(
         code, lambda name: name.startswith("DATABASE_"), **_with_secret(**overrides)
     )
 
@@ -342,7 +322,7 @@ def _caches(**overrides: str) -> subprocess.CompletedProcess[str]:
         "import json, config.settings as s; "
         "print(json.dumps([s.CACHES['default'], s.REDIS_WAIT_REPLICAS]))"
     )
-    return _in_fresh_interpreter(
+    return in_fresh_interpreter(
         code, lambda name: name.startswith("REDIS_"), **_with_secret(**overrides)
     )
 
@@ -428,7 +408,7 @@ def _health_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
         "import json, config.settings as s; "
         "print(json.dumps([s.HEALTH_DEEP_OPEN, s.HEALTH_PROBE_CACHE_SECONDS]))"
     )
-    return _in_fresh_interpreter(
+    return in_fresh_interpreter(
         code, lambda name: name.startswith("HEALTH_"), **_with_secret(**overrides)
     )
 
@@ -453,7 +433,7 @@ def _max_concurrency(open_files: int, **overrides: str) -> subprocess.CompletedP
         f"resource.setrlimit(resource.RLIMIT_NOFILE, ({open_files}, hard)); "
         "import config.settings as s; print(s.HTTP_MAX_CONCURRENCY)"
     )
-    return _in_fresh_interpreter(
+    return in_fresh_interpreter(
         code, lambda name: name == "HTTP_MAX_CONCURRENCY", **_with_secret(**overrides)
     )
 

@@ -20,15 +20,6 @@ import pytest
 
 from proxy.models import ModelRoute
 from proxy.routes import routes_changed
-from tests.e2e.test_claude_code import (
-    MASKED_VALUES,
-    PLACEHOLDER,
-    PROMPT,
-    VALUES,
-    masked_form,
-    present,
-)
-from tests.e2e.test_typescript_sdk import assert_no_placeholder_reached_the_client, report, scenario
 from tests.support.e2e import SMALL_MODEL, ClaudeCode, TypeScriptSdk
 from tests.support.fakes.anthropic_upstream import FakeAnthropic
 from tests.support.fakes.openai_upstream import (
@@ -42,6 +33,17 @@ from tests.support.fakes.openai_upstream import (
     FakeOpenAI,
 )
 from tests.support.fakes.server import RecordedRequest
+from tests.support.scenario import (
+    MASKED_VALUES,
+    PLACEHOLDER,
+    PROMPT,
+    VALUES,
+    assert_no_placeholder_reached_the_client,
+    masked_form,
+    present,
+    report,
+    scenario,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,29 +6,14 @@ Each test runs e2e/sdk_client.mjs in node once, with the pinned SDK pointed at t
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_claude_code import (
-    EC2,
-    MASKED_VALUES,
-    PLACEHOLDER,
-    PROMPT,
-    PUBLIC_IP,
-    VALUES,
-    VPC,
-    assert_nothing_leaked,
-    blocks_of,
-    masked_form,
-    prompt_as_sent,
-    text_of,
-)
 from tests.support.constants import UPSTREAM_KEY
-from tests.support.e2e import SdkRun, TypeScriptSdk
+from tests.support.e2e import TypeScriptSdk
 from tests.support.fakes.anthropic_upstream import (
     BASH_OUTPUT_FILE,
     BASH_RESULT_PREFIX,
@@ -41,31 +26,28 @@ from tests.support.fakes.anthropic_upstream import (
     TOOL_PREAMBLE,
     FakeAnthropic,
 )
+from tests.support.scenario import (
+    EC2,
+    MASKED_VALUES,
+    PROMPT,
+    PUBLIC_IP,
+    VALUES,
+    VPC,
+    assert_no_placeholder_reached_the_client,
+    assert_nothing_leaked,
+    blocks_of,
+    masked_form,
+    prompt_as_sent,
+    report,
+    scenario,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow
 
 ECHO = ECHO_PREFIX + PROMPT
 # The anthropic-version header the pinned SDK (1.14.0) sends with every request.
 SDK_ANTHROPIC_VERSION = "2026-10-21"
-
-
-def scenario(name: str, kind: str, model: str, **more: Any) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "model": model, "prompt": PROMPT, **more}
-
-
-def assert_no_placeholder_reached_the_client(run: SdkRun) -> None:
-    """Nothing the SDK handed back (texts, tool inputs, errors) holds a placeholder."""
-    found = PLACEHOLDER.findall(json.dumps([r["out"] for r in run.results.values()]))
-    assert found == [], f"placeholders reached the client: {found}"
-
-
-def report(label: str, run: SdkRun) -> None:
-    times = ", ".join(f"{name} {r['ms']:.0f} ms" for name, r in run.results.items())
-    print(
-        f"\n  {label}: SDK {run.sdk_version}, {len(run.results)} scenarios in "
-        f"{run.seconds:.2f} s (node included): {times}",
-        end="",
-    )
 
 
 @pytest.mark.parametrize("credential", ["apiKey", "authToken"])

@@ -12,7 +12,7 @@ from patterns.engine import (
     compile_pattern,
 )
 from patterns.scanner import find_in_texts
-from tests.patterns.test_occurrences import masked
+from tests.support.masking import masked
 
 ORDER = PatternSpec("order_ref", r"ord-(?P<ORDER_ID>[0-9]{6})-(?P<CUSTOMER>[a-z]{4,})", "ORDER")
 

@@ -23,22 +23,12 @@ from patterns.engine import (
 from patterns.library import DEFAULT_PATTERNS
 from patterns.occurrences import RECENT_MIN, KnownValues, with_every_occurrence
 from patterns.scanner import find_in_texts
+from tests.support.masking import masked
 
 
 @pytest.fixture(scope="module")
 def library() -> Snapshot:
     return build_snapshot([entry.to_spec() for entry in DEFAULT_PATTERNS])
-
-
-def masked(snapshot: Snapshot, *texts: str) -> list[str]:
-    """The texts masked as one request, after checking that restoring gives them back."""
-    findings = find_in_texts(snapshot, texts)
-    allocator = LocalAllocator()
-    placeholders = allocator([f for found in findings for f in found])
-    out = [replace_findings(t, f, placeholders) for t, f in zip(texts, findings, strict=True)]
-    for before, after in zip(texts, out, strict=True):
-        assert unmask(after, allocator.restore_map) == before
-    return out
 
 
 def test_a_value_found_once_is_masked_at_its_other_occurrences_in_every_text(

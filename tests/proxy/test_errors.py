@@ -17,7 +17,7 @@ from django.utils import timezone
 from proxy.models import ApiKey
 from tests.support.fakes.anthropic_upstream import FakeAnthropic
 from tests.support.leaks import redis_down_request
-from tests.support.live import IssuedKey, wait_for_audit
+from tests.support.live import IssuedKey, assert_error, wait_for_audit
 
 VALID = {"model": "fake-echo", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -27,16 +27,6 @@ def post(proxy_url: str, key: str | None, body: Any = None, **kwargs: Any) -> ht
     if body is not None and "content" not in kwargs:
         kwargs["json"] = body
     return httpx.post(f"{proxy_url}/v1/messages", headers=headers, timeout=30, **kwargs)
-
-
-def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["type"] == "error"
-    assert body["error"]["type"] == error_type
-    assert body["error"]["message"]
-    assert "Traceback" not in response.text
-    return body
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 import redis
 from django.test import override_settings
 
-from tests.proxy.test_upstream_faults import SHORT_TIMEOUT, ask, leave_mid_stream, wait_until
+from tests.support.clients import SHORT_TIMEOUT, ask, leave_mid_stream, wait_until
 from tests.support.constants import MASTER_KEY, SENSITIVE_TEXT, SENSITIVE_VALUES, UPSTREAM_KEY
 from tests.support.fakes.anthropic_upstream import ERRORS, FakeAnthropic
 from tests.support.leaks import (

@@ -18,10 +18,9 @@ from patterns.store import MappingStore
 from proxy.models import ModelRoute, RouteFallback
 from proxy.routes import routes_changed
 from proxy.targets import NO_CREDENTIAL
-from tests.proxy.test_errors import assert_error
 from tests.support.constants import UPSTREAM_KEY
 from tests.support.fakes.anthropic_upstream import ECHO_PREFIX, MODEL_IDS, FakeAnthropic
-from tests.support.live import IssuedKey, wait_for_audit
+from tests.support.live import IssuedKey, assert_error, wait_for_audit
 
 SECRET = "i-0a1b2c3d4e5f60718"
 MakeRoute = Callable[..., ModelRoute]

@@ -9,72 +9,28 @@ connection behind, however often it happens.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
-import httpx
 import pytest
 from django.test import override_settings
 
-from tests.support.constants import SENSITIVE_TEXT, SENSITIVE_VALUES
+from tests.support.clients import (
+    LET_GO_SECONDS,
+    SHORT_TIMEOUT,
+    Answer,
+    ask,
+    leave_mid_stream,
+    wait_until,
+)
+from tests.support.constants import SENSITIVE_VALUES
 from tests.support.fakes.anthropic_upstream import ERRORS, RETRY_AFTER_SECONDS, FakeAnthropic
 from tests.support.leaks import assert_nothing_found
 from tests.support.live import SERVERS, IssuedKey, wait_for_audit
 
-# Far below the fake's stalls (STALL_SECONDS), far above a local round trip.
-SHORT_TIMEOUT = 1.0
-# How long the proxy may take to let go of the upstream, or to settle after a request.
-LET_GO_SECONDS = 5.0
 DISCONNECTS = 20
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What a client got from the proxy: status, headers and the whole body as text."""
-
-    status: int
-    headers: httpx.Headers
-    text: str
-
-    def error(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.text)
-        assert body["type"] == "error", self.text
-        error: dict[str, Any] = body["error"]
-        return error
-
-    def events(self) -> list[tuple[str, dict[str, Any]]]:
-        """The server-sent events, as (event name, data) pairs."""
-        events = []
-        for frame in self.text.replace("\r\n", "\n").split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
-            if "data" in fields:
-                events.append((fields.get("event", ""), json.loads(fields["data"])))
-        return events
-
-
-def sensitive_request(model: str, *, stream: bool) -> dict[str, Any]:
-    return {
-        "model": model,
-        "max_tokens": 50,
-        "stream": stream,
-        "system": f"You look after {SENSITIVE_VALUES[0]}.",
-        "messages": [{"role": "user", "content": SENSITIVE_TEXT}],
-    }
-
-
-def ask(proxy_url: str, key: str, model: str, *, stream: bool) -> Answer:
-    """Send the sensitive request and read the whole answer (an SSE error event included)."""
-    response = httpx.post(
-        f"{proxy_url}/v1/messages",
-        json=sensitive_request(model, stream=stream),
-        headers={"x-api-key": key},
-        timeout=30,
-    )
-    return Answer(response.status_code, response.headers, response.text)
 
 
 def assert_clean(answer: Answer) -> None:
@@ -118,15 +74,6 @@ def assert_forwarded_masked(upstream: FakeAnthropic, count: int = 1) -> None:
     received = upstream.raw_bodies().decode()
     assert_nothing_found({"upstream": received}, SENSITIVE_VALUES)
     assert "AWS_EC2_001" in received
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = LET_GO_SECONDS) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # Faults before the stream starts: the provider's error answer. Without "stream", test_errors
@@ -298,23 +245,6 @@ def sockets_connected_to(port: int) -> int:
     # Columns: sl, local address, remote address (hex ip:port), state, ..., inode (10th).
     return sum(1 for row in rows if int(row[2].split(":")[1], 16) == port and row[9] in inodes)
 
-
-def leave_mid_stream(proxy_url: str, key: str, upstream: FakeAnthropic) -> None:
-    """Read a stalling stream up to its first text, then hang up."""
-    body = sensitive_request("fake-stall-midstream", stream=True)
-    with (
-        httpx.Client(timeout=30) as client,
-        client.stream(
-            "POST", f"{proxy_url}/v1/messages", json=body, headers={"x-api-key": key}
-        ) as response,
-    ):
-        assert response.status_code == 200
-        chunks: Iterator[bytes] = response.iter_raw()
-        received = b""
-        while b"content_block_delta" not in received:
-            received += next(chunks)
-        # The fake now stalls with its connection open: only the proxy can end it early.
-        assert upstream.active_responses == 1
     # Leaving the block closes a response that was not read to its end: the connection goes.
 
 

@@ -8,8 +8,10 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
+import httpx
 import pytest
 import uvicorn
 from django.test import override_settings
@@ -108,3 +110,13 @@ def wait_for_a_fresh_minute(margin: float = 5.0) -> None:
     seconds = time.time() % 60
     if seconds > 60 - margin:
         time.sleep(60.5 - seconds)
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == error_type
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -280,3 +281,21 @@ class PrivateSentinel:
                 return bool(client.ping())
         except redis.RedisError:
             return False
+
+
+def in_fresh_interpreter(
+    code: str, dropped: Callable[[str], bool], **overrides: str
+) -> subprocess.CompletedProcess[str]:
+    """Run code in a fresh interpreter from the repository, with the environment less the
+    variables `dropped` names, plus overrides."""
+    env = {name: value for name, value in os.environ.items() if not dropped(name)}
+    env.update(overrides)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
