@@ -147,3 +147,18 @@ def test_a_missing_page_or_heading_is_reported(tmp_path: Path) -> None:
         "#nowhere: no heading of page.md has the id 'nowhere'",
         "../../elsewhere.md: no such file in the repository",
     ]
+
+
+# A file of the repository the docs name in code (`tests/system/test_shutdown.py`): moved or
+# renamed, the page must follow. Only paths under the project's own folders, with a suffix.
+NAMED_FILE = re.compile(
+    r"`((?:bench|config|docs|e2e|patterns|proxy|scripts|templates|tests)/[\w./-]+\.\w+)"
+)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_project_file_a_page_names_exists(page: Path) -> None:
+    if page.name == "CHANGELOG.md":
+        return  # history names files as they were
+    named = NAMED_FILE.findall(page.read_text(encoding="utf-8"))
+    assert [path for path in named if not (ROOT / path).exists()] == []
